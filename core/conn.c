@@ -1,0 +1,305 @@
+/* conn.c -- downstream connections. A connection reads one request at a time: while a
+ * request is served, further (pipelined) input waits in the input buffer, capped by a read
+ * watermark so a client cannot make us buffer without bound. Timeouts: header (first
+ * request), keep-alive idle (between requests), body (while reading it), send (every write).
+ * A connection is freed on the next loop turn, never inside its own callback. */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include "http_request.h"
+#include "http_response.h"
+#include "tls.h"
+#include "worker.h"
+
+/* idle keep-alive connections, for the graceful stop */
+#define MAX_TRACKED  65536
+
+static sl_conn_t  **conns;
+static size_t       nconns_cap;
+
+
+static void
+track(sl_conn_t *c)
+{
+    if (conns == NULL) {
+        nconns_cap = 1024;
+        conns = sl_xcalloc(nconns_cap, sizeof(sl_conn_t *));
+    }
+
+    while ((size_t) c->fd >= nconns_cap && nconns_cap < MAX_TRACKED * 16) {
+        conns = sl_xrealloc(conns, nconns_cap * 2 * sizeof(sl_conn_t *));
+        memset(conns + nconns_cap, 0, nconns_cap * sizeof(sl_conn_t *));
+        nconns_cap *= 2;
+    }
+
+    if ((size_t) c->fd < nconns_cap) {
+        conns[c->fd] = c;
+    }
+}
+
+
+static void
+untrack(sl_conn_t *c)
+{
+    if (c->fd >= 0 && (size_t) c->fd < nconns_cap && conns[c->fd] == c) {
+        conns[c->fd] = NULL;
+    }
+}
+
+
+static void
+on_free(evutil_socket_t fd, short what, void *arg)
+{
+    sl_conn_t  *c = arg;
+
+    event_free(c->next_ev);
+    free(c);
+    sl_worker->nconns--;
+    sl_worker_check_drained();
+}
+
+
+void
+sl_conn_close(sl_conn_t *c)
+{
+    sl_req_t  *r;
+
+    if (c->closed) {
+        return;
+    }
+
+    c->closed = 1;
+    untrack(c);
+
+    r = c->req;
+    c->req = NULL;
+    if (r != NULL) {
+        r->conn = NULL;
+        if (r->state == SL_REQ_PROCESS && !r->resp_done) {
+            sl_req_client_gone(r);
+        }
+
+        sl_req_release(r);
+    }
+
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    event_del(c->next_ev);
+    event_base_once(sl_worker->base, -1, EV_TIMEOUT, on_free, c, NULL);
+}
+
+
+void
+sl_conn_set_timeouts(sl_conn_t *c, double read_timeout)
+{
+    struct timeval   rtv, wtv;
+    double           st = sl_worker->conf->send_timeout;
+
+    rtv.tv_sec = (long) read_timeout;
+    rtv.tv_usec = (long) ((read_timeout - rtv.tv_sec) * 1e6);
+    wtv.tv_sec = (long) st;
+    wtv.tv_usec = (long) ((st - wtv.tv_sec) * 1e6);
+    bufferevent_set_timeouts(c->bev, read_timeout > 0 ? &rtv : NULL, &wtv);
+}
+
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+    sl_conn_t  *c = arg;
+
+    if (c->closing) {
+        /* waiting to close after the last response: discard input */
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        return;
+    }
+
+    if (c->req != NULL && c->req->state >= SL_REQ_PROCESS) {
+        return;     /* pipelined input waits for the current response */
+    }
+
+    sl_http_on_input(c);
+}
+
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+    sl_conn_t  *c = arg;
+
+    /* the output fell to the low-water mark */
+    if (c->req != NULL && c->req->waiting_drain) {
+        sl_req_on_drain(c->req);
+    }
+
+    if (c->closing && c->req == NULL
+        && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    {
+        sl_conn_close(c);
+    }
+}
+
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+    sl_conn_t  *c = arg;
+    sl_req_t   *r = c->req;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        return;
+    }
+
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        if (r != NULL && (r->state == SL_REQ_HEAD || r->state == SL_REQ_BODY)) {
+            sl_log_info("client %s timed out sending the request", c->remote_addr);
+            sl_resp_conn_error(c, 408, "request timeout");
+            return;
+        }
+
+        if (r == NULL && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+            sl_resp_conn_error(c, 408, "request timeout");
+            return;
+        }
+    }
+
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+        sl_log_info("client %s timed out reading the response", c->remote_addr);
+    }
+
+    sl_conn_close(c);
+}
+
+
+static void
+on_next(evutil_socket_t fd, short what, void *arg)
+{
+    sl_conn_t  *c = arg;
+
+    if (!c->closed && c->req == NULL) {
+        sl_http_on_input(c);
+    }
+}
+
+
+void
+sl_conn_accept(int fd, const struct sockaddr *sa, int kind, int ssl)
+{
+    sl_conn_t  *c;
+    int         on = 1;
+    void       *tls;
+
+    c = sl_xcalloc(1, sizeof(sl_conn_t));
+    c->fd = fd;
+    c->kind = kind;
+    c->ssl = ssl;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in  *in = (const struct sockaddr_in *) sa;
+        inet_ntop(AF_INET, &in->sin_addr, c->remote_addr, sizeof(c->remote_addr));
+        c->remote_port = ntohs(in->sin_port);
+
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6  *in6 = (const struct sockaddr_in6 *) sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->remote_addr, sizeof(c->remote_addr));
+        c->remote_port = ntohs(in6->sin6_port);
+    }
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+
+    if (ssl) {
+        tls = sl_tls_new_server_ssl(&c);
+        if (tls == NULL) {
+            close(fd);
+            free(c);
+            return;
+        }
+
+        c->bev = bufferevent_openssl_socket_new(sl_worker->base, fd, tls,
+                                                BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        c->bev = bufferevent_socket_new(sl_worker->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+
+    if (c->bev == NULL) {
+        close(fd);
+        free(c);
+        return;
+    }
+
+    c->next_ev = event_new(sl_worker->base, -1, 0, on_next, c);
+    sl_worker->nconns++;
+    track(c);
+
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0,
+                             sl_worker->conf->client_header_buffer_size + 65536);
+    sl_conn_set_timeouts(c, sl_worker->conf->client_header_timeout);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+
+void
+sl_conn_request_done(sl_conn_t *c)
+{
+    struct evbuffer  *out;
+
+    c->req = NULL;
+
+    if (c->closed) {
+        return;
+    }
+
+    if (c->closing || sl_worker->stopping) {
+        c->closing = 1;
+        out = bufferevent_get_output(c->bev);
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        if (evbuffer_get_length(out) == 0) {
+            sl_conn_close(c);
+        }
+
+        return;
+    }
+
+    sl_conn_set_timeouts(c, sl_worker->conf->keepalive_timeout);
+    bufferevent_enable(c->bev, EV_READ);
+
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        event_active(c->next_ev, EV_TIMEOUT, 0);
+    }
+}
+
+
+void
+sl_conn_flush(sl_conn_t *c)
+{
+    struct evbuffer  *out;
+
+    if (c == NULL || c->closed || c->ssl) {
+        return;
+    }
+
+    out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > 0) {
+        (void) evbuffer_write(out, c->fd);
+    }
+}
+
+
+void
+sl_conn_close_idle(void)
+{
+    size_t  i;
+
+    for (i = 0; i < nconns_cap; i++) {
+        if (conns[i] != NULL && conns[i]->req == NULL && !conns[i]->closed) {
+            sl_conn_close(conns[i]);
+        }
+    }
+}

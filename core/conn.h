@@ -1,0 +1,48 @@
+/* conn.h -- a downstream connection: its bufferevent (plain or TLS), timeouts, keep-alive,
+ * and the request it is currently reading or serving. */
+#ifndef SL_CONN_H
+#define SL_CONN_H
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "sluice.h"
+
+struct sl_req_s;
+
+typedef struct sl_conn_s {
+    struct bufferevent  *bev;
+    int                  fd;
+    int                  kind;          /* SL_LISTEN_* */
+    int                  ssl;
+    char                 remote_addr[64];
+    int                  remote_port;
+    struct sl_req_s     *req;           /* being read or served; NULL when idle */
+    size_t               nrequests;
+    struct event        *next_ev;       /* deferred start of the next pipelined request */
+    unsigned             closing:1;     /* close once the output is written */
+    unsigned             closed:1;      /* bufferevent gone; waiting for the deferred free */
+} sl_conn_t;
+
+/* Takes ownership of an accepted socket. */
+void sl_conn_accept(int fd, const struct sockaddr *sa, int kind, int ssl);
+
+/* Closes the connection now; a request being served learns that its client is gone. */
+void sl_conn_close(sl_conn_t *c);
+
+/* The current request's response is complete: go on with keep-alive or close. */
+void sl_conn_request_done(sl_conn_t *c);
+
+/* Applies the read/write timeouts for the connection's state. */
+void sl_conn_set_timeouts(sl_conn_t *c, double read_timeout);
+
+/* Closes idle keep-alive connections (graceful stop). */
+void sl_conn_close_idle(void);
+
+/* Writes what is queued straight to the socket (plain connections), so a response is on its
+ * way before the log phase runs. */
+void sl_conn_flush(sl_conn_t *c);
+
+#endif

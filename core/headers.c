@@ -1,0 +1,88 @@
+/* headers.c -- header lists: linear scans, since requests carry a few dozen fields at most. */
+#include "headers.h"
+
+#include <strings.h>
+
+
+void
+sl_hdrs_init(sl_hdrs_t *h, sl_pool_t *pool, size_t cap)
+{
+    h->pool = pool;
+    h->cap = cap < 8 ? 8 : cap;
+    h->n = 0;
+    h->items = sl_pool_alloc(pool, h->cap * sizeof(sl_hdr_t));
+}
+
+
+void
+sl_hdrs_add(sl_hdrs_t *h, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    sl_hdr_t  *items;
+
+    if (h->n == h->cap) {
+        items = sl_pool_alloc(h->pool, h->cap * 2 * sizeof(sl_hdr_t));
+        memcpy(items, h->items, h->n * sizeof(sl_hdr_t));
+        h->items = items;
+        h->cap *= 2;
+    }
+
+    h->items[h->n].name.data = name;
+    h->items[h->n].name.len = nlen;
+    h->items[h->n].value.data = value;
+    h->items[h->n].value.len = vlen;
+    h->n++;
+}
+
+
+int
+sl_hdr_is(const sl_str_t *name, const char *lower, size_t len)
+{
+    return name->len == len && strncasecmp(name->data, lower, len) == 0;
+}
+
+
+void
+sl_hdrs_set(sl_hdrs_t *h, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    size_t  i;
+    int     done = 0;
+
+    for (i = 0; i < h->n; i++) {
+        if (h->items[i].name.len != nlen
+            || strncasecmp(h->items[i].name.data, name, nlen) != 0)
+        {
+            continue;
+        }
+
+        if (value != NULL && !done) {
+            h->items[i].value.data = sl_pool_strndup(h->pool, value, vlen);
+            h->items[i].value.len = vlen;
+            done = 1;
+            continue;
+        }
+
+        h->items[i].name.len = 0;
+    }
+
+    if (value != NULL && !done) {
+        sl_hdrs_add(h, sl_pool_strndup(h->pool, name, nlen), nlen,
+                    sl_pool_strndup(h->pool, value, vlen), vlen);
+    }
+}
+
+
+const sl_hdr_t *
+sl_hdrs_find(const sl_hdrs_t *h, const char *name, size_t nlen)
+{
+    size_t  i;
+
+    for (i = 0; i < h->n; i++) {
+        if (h->items[i].name.len == nlen
+            && strncasecmp(h->items[i].name.data, name, nlen) == 0)
+        {
+            return &h->items[i];
+        }
+    }
+
+    return NULL;
+}

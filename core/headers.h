@@ -1,0 +1,35 @@
+/* headers.h -- a mutable list of HTTP header fields whose memory comes from a pool. Used for
+ * the request headers plugins edit and for the response headers sent to the client. */
+#ifndef SL_HEADERS_H
+#define SL_HEADERS_H
+
+#include "pool.h"
+
+typedef struct {
+    sl_str_t  name;
+    sl_str_t  value;
+} sl_hdr_t;
+
+typedef struct {
+    sl_hdr_t   *items;
+    size_t      n;          /* includes removed entries (name.len == 0) */
+    size_t      cap;
+    sl_pool_t  *pool;
+} sl_hdrs_t;
+
+void sl_hdrs_init(sl_hdrs_t *h, sl_pool_t *pool, size_t cap);
+
+/* Appends; name and value must outlive the list (pool memory or static). */
+void sl_hdrs_add(sl_hdrs_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
+
+/* Copies name and value into the pool, replaces every field of that name with one (or, when
+ * value is NULL, removes them all). */
+void sl_hdrs_set(sl_hdrs_t *h, const char *name, size_t nlen, const char *value, size_t vlen);
+
+/* First live field of that name (case-insensitive), or NULL. */
+const sl_hdr_t *sl_hdrs_find(const sl_hdrs_t *h, const char *name, size_t nlen);
+
+/* Case-insensitive comparison of a header name with a lowercase literal. */
+int sl_hdr_is(const sl_str_t *name, const char *lower, size_t len);
+
+#endif

@@ -1,0 +1,933 @@
+/* lua_upstream.c -- sluice.upstream: HTTP requests that yield.
+ *
+ * proxy(opts) sends the current request upstream (its headers as plugins left them, minus
+ * hop-by-hop fields, plus X-Forwarded-*), and yields until the response head arrives. Then
+ * either pass_body() lets C relay the body straight to the client (no Lua per chunk), or
+ * read_body() hands each piece to Lua (body_filter plugins) which writes it with
+ * sluice.http.send_body. Either way a slow client pauses the upstream at the high-water
+ * mark (http.send_buffer_size) instead of buffering without bound.
+ *
+ * request(opts) / request_multi({opts...}) are the plugin HTTP client (pdk.http): buffered
+ * responses, several transfers at once on the same curl multi. */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "http_response.h"
+#include "lua_vm.h"
+#include "upstream.h"
+#include "worker.h"
+
+#define MAX_MULTI  64
+
+
+static double
+opt_num(lua_State *L, int idx, const char *key, double dflt)
+{
+    double  v = dflt;
+
+    lua_getfield(L, idx, key);
+    if (lua_isnumber(L, -1)) {
+        v = lua_tonumber(L, -1);
+    }
+
+    lua_pop(L, 1);
+    return v;
+}
+
+
+static int
+opt_bool(lua_State *L, int idx, const char *key, int dflt)
+{
+    int  v = dflt;
+
+    lua_getfield(L, idx, key);
+    if (!lua_isnil(L, -1)) {
+        v = lua_toboolean(L, -1);
+    }
+
+    lua_pop(L, 1);
+    return v;
+}
+
+
+static void
+set_method(CURL *easy, const char *m, size_t mlen, const char *body, size_t blen, int has_body)
+{
+    if (mlen == 3 && memcmp(m, "GET", 3) == 0 && !has_body) {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+        return;
+    }
+
+    if (mlen == 4 && memcmp(m, "HEAD", 4) == 0) {
+        curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+        return;
+    }
+
+    if (has_body || (mlen == 4 && memcmp(m, "POST", 4) == 0)) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) blen);
+    }
+
+    if (!(mlen == 4 && memcmp(m, "POST", 4) == 0)) {
+        char  buf[64];
+        snprintf(buf, sizeof(buf), "%.*s", (int) sl_min(mlen, 60), m);
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, buf);
+    }
+}
+
+
+static void
+set_tls(CURL *easy, int verify)
+{
+    if (!verify) {
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+}
+
+
+static void
+set_timeouts(lua_State *L, int idx, sl_transfer_t *t)
+{
+    double  all = opt_num(L, idx, "timeout", -1);
+
+    if (all > 0) {
+        t->connect_timeout = t->send_timeout = t->read_timeout = all;
+    }
+
+    t->connect_timeout = opt_num(L, idx, "connect_timeout", t->connect_timeout);
+    t->send_timeout = opt_num(L, idx, "send_timeout", t->send_timeout);
+    t->read_timeout = opt_num(L, idx, "read_timeout", t->read_timeout);
+}
+
+
+/* ---- the request's own upstream ---- */
+
+static int
+push_proxy(sl_co_t *co, lua_State *L)
+{
+    sl_req_t  *r = co->req;
+
+    if (r->up_status > 0 && r->up->headers_done) {
+        lua_pushinteger(L, r->up_status);
+        return 1;
+    }
+
+    lua_pushnil(L);
+    lua_pushstring(L, r->up_error ? r->up_error : "upstream failed");
+    lua_pushinteger(L, r->up_result > 0 ? r->up_result : 502);
+    return 3;
+}
+
+
+/* read_body(): chunk, eof[, err] */
+static int
+push_chunk(sl_co_t *co, lua_State *L)
+{
+    sl_req_t  *r = co->req;
+    size_t     len = r->pending ? evbuffer_get_length(r->pending) : 0;
+    int        eof;
+
+    if (len > 0) {
+        lua_pushlstring(L, (const char *) evbuffer_pullup(r->pending, -1), len);
+        evbuffer_drain(r->pending, len);
+    } else {
+        lua_pushliteral(L, "");
+    }
+
+    eof = r->up_done;
+    lua_pushboolean(L, eof);
+
+    if (eof && r->up_result != SL_OK) {
+        lua_pushstring(L, r->up_error ? r->up_error : "upstream failed");
+        return 3;
+    }
+
+    if (!eof && r->up != NULL && r->up->paused) {
+        sl_transfer_resume(r->up);
+    }
+
+    return 2;
+}
+
+
+static int
+push_pass(sl_co_t *co, lua_State *L)
+{
+    sl_req_t  *r = co->req;
+
+    if (r->up_result != SL_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, r->up_error ? r->up_error : "upstream failed");
+        return 2;
+    }
+
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+
+static void
+wake_if(sl_req_t *r, int kind, sl_co_push_pt push)
+{
+    sl_co_t  *co = r->co;
+
+    if (co != NULL && co->waiting && co->wait_kind == kind) {
+        sl_co_wake(co, push);
+    }
+}
+
+
+static void
+on_proxy_headers(sl_transfer_t *t)
+{
+    sl_req_t        *r = t->data;
+    const sl_hdr_t  *cl;
+    size_t           i;
+
+    r->up_status = t->status;
+    r->up_header_time = sl_worker_now();
+    r->status = t->status;
+    r->resp_headers.n = 0;
+
+    for (i = 0; i < t->headers.n; i++) {
+        sl_hdrs_add(&r->resp_headers, t->headers.items[i].name.data, t->headers.items[i].name.len,
+                    t->headers.items[i].value.data, t->headers.items[i].value.len);
+    }
+
+    cl = sl_hdrs_find(&t->headers, "content-length", 14);
+    r->resp_length = cl != NULL ? strtoll(cl->value.data, NULL, 10) : -1;
+
+    wake_if(r, SL_WAIT_PROXY, push_proxy);
+}
+
+
+static int
+on_proxy_body(sl_transfer_t *t, const char *p, size_t n)
+{
+    sl_req_t  *r = t->data;
+    size_t     high = sl_worker->conf->send_buffer_size;
+
+    if (r->client_gone) {
+        return SL_OK;
+    }
+
+    if (r->up_direct) {
+        if (sl_resp_pending(r) > high) {
+            r->waiting_drain = 1;
+            bufferevent_setwatermark(r->conn->bev, EV_WRITE, high / 2, 0);
+            return SL_AGAIN;
+        }
+
+        sl_resp_send_body(r, p, n);
+        return SL_OK;
+    }
+
+    if (r->pending == NULL) {
+        r->pending = evbuffer_new();
+    }
+
+    if (evbuffer_get_length(r->pending) > high) {
+        return SL_AGAIN;
+    }
+
+    evbuffer_add(r->pending, p, n);
+    wake_if(r, SL_WAIT_BODY, push_chunk);
+    return SL_OK;
+}
+
+
+static void
+on_proxy_done(sl_transfer_t *t, int result)
+{
+    sl_req_t  *r = t->data;
+
+    r->up_done = 1;
+    r->up_result = result;
+    r->up_error = t->error;
+    r->up_end = sl_worker_now();
+
+    if (result != SL_OK) {
+        sl_log_warn("upstream %s failed: %s", r->up_addr, t->error ? t->error : "error");
+    }
+
+    wake_if(r, SL_WAIT_PROXY, push_proxy);
+    wake_if(r, SL_WAIT_BODY, push_chunk);
+    wake_if(r, SL_WAIT_PASS, push_pass);
+}
+
+
+void
+sl_req_on_drain(sl_req_t *r)
+{
+    r->waiting_drain = 0;
+    if (r->conn != NULL) {
+        bufferevent_setwatermark(r->conn->bev, EV_WRITE, 0, 0);
+    }
+
+    if (r->up != NULL && r->up->paused && r->up_direct) {
+        sl_transfer_resume(r->up);
+    }
+
+    wake_if(r, SL_WAIT_BODY, push_chunk);
+}
+
+
+void
+sl_upstream_on_client_gone(sl_req_t *r)
+{
+    sl_transfer_cancel(r->up);
+    r->up_done = 1;
+    r->up_result = 499;
+    r->up_error = "client closed the connection";
+    r->up_end = sl_worker_now();
+    wake_if(r, SL_WAIT_PROXY, push_proxy);
+    wake_if(r, SL_WAIT_BODY, push_chunk);
+    wake_if(r, SL_WAIT_PASS, push_pass);
+}
+
+
+static int
+skip_forward(const sl_str_t *n)
+{
+    switch (n->len) {
+    case 0:
+        return 1;
+    case 2:
+        return sl_hdr_is(n, "te", 2);
+    case 4:
+        return sl_hdr_is(n, "host", 4);
+    case 6:
+        return sl_hdr_is(n, "expect", 6);
+    case 7:
+        return sl_hdr_is(n, "trailer", 7) || sl_hdr_is(n, "upgrade", 7);
+    case 9:
+        return sl_hdr_is(n, "x-real-ip", 9);
+    case 10:
+        return sl_hdr_is(n, "connection", 10) || sl_hdr_is(n, "keep-alive", 10);
+    case 14:
+        return sl_hdr_is(n, "content-length", 14);
+    case 15:
+        return sl_hdr_is(n, "x-forwarded-for", 15);
+    case 16:
+        return sl_hdr_is(n, "proxy-connection", 16) || sl_hdr_is(n, "x-forwarded-host", 16);
+    case 17:
+        return sl_hdr_is(n, "transfer-encoding", 17) || sl_hdr_is(n, "x-forwarded-proto", 17);
+    default:
+        return 0;
+    }
+}
+
+
+/* proxy{url=, method=, host=, headers={lowercase = value|false}, body=, timeouts,
+ *       ssl_verify=, keepalive=} -> status | nil, err, gateway_status  (yields) */
+static int
+l_proxy(lua_State *L)
+{
+    sl_req_t        *r = sl_lua_current_req();
+    sl_co_t         *co = sl_co_current(L);
+    sl_transfer_t   *t;
+    const char      *url, *err, *host, *method, *body = NULL;
+    size_t           i, mlen, blen = 0, len;
+    const sl_hdr_t  *h, *xff;
+    char             line[8192];
+    int              has_ct = 0, has_accept = 0, has_body;
+
+    if (r == NULL || co == NULL || co->req != r) {
+        return luaL_error(L, "proxy() must be called from the request's own coroutine");
+    }
+
+    if (r->up != NULL) {
+        return luaL_error(L, "the request was already sent upstream");
+    }
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "url");
+    url = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+
+    t = sl_transfer_new(sl_worker->upstream);
+    r->up = t;
+    t->data = r;
+    t->on_headers = on_proxy_headers;
+    t->on_body = on_proxy_body;
+    t->on_done = on_proxy_done;
+    set_timeouts(L, 1, t);
+
+    curl_easy_setopt(t->easy, CURLOPT_URL, url);
+    snprintf(r->up_addr, sizeof(r->up_addr), "%s", url);
+    set_tls(t->easy, opt_bool(L, 1, "ssl_verify", 1));
+    if (!opt_bool(L, 1, "keepalive", 1)) {
+        curl_easy_setopt(t->easy, CURLOPT_FORBID_REUSE, 1L);
+    }
+
+    lua_getfield(L, 1, "addr");
+    if (lua_isstring(L, -1)) {
+        snprintf(r->up_addr, sizeof(r->up_addr), "%s", lua_tostring(L, -1));
+    }
+
+    lua_pop(L, 1);
+
+    /* headers: the client's, as edited, minus what a proxy must not forward */
+    lua_getfield(L, 1, "headers");
+    for (i = 0; i < r->headers.n; i++) {
+        h = &r->headers.items[i];
+        if (skip_forward(&h->name)) {
+            continue;
+        }
+
+        if (lua_istable(L, -1) && h->name.len < 200) {
+            char   lower[200];
+            size_t k;
+            for (k = 0; k < h->name.len; k++) {
+                lower[k] = (char) ((h->name.data[k] >= 'A' && h->name.data[k] <= 'Z')
+                                   ? h->name.data[k] + 32 : h->name.data[k]);
+            }
+
+            lua_pushlstring(L, lower, h->name.len);
+            lua_rawget(L, -2);
+            len = lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (!len) {
+                continue;       /* overridden or removed below */
+            }
+        }
+
+        if (sl_hdr_is(&h->name, "content-type", 12)) {
+            has_ct = 1;
+        }
+
+        if (sl_hdr_is(&h->name, "accept", 6)) {
+            has_accept = 1;
+        }
+
+        snprintf(line, sizeof(line), "%.*s: %.*s", (int) h->name.len, h->name.data,
+                 (int) sl_min(h->value.len, sizeof(line) - h->name.len - 4), h->value.data);
+        sl_transfer_add_header(t, line);
+    }
+
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+                const char *n = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+                if (strcasecmp(n, "content-type") == 0) {
+                    has_ct = 1;
+                }
+
+                if (strcasecmp(n, "accept") == 0) {
+                    has_accept = 1;
+                }
+
+                snprintf(line, sizeof(line), "%s: %s", n, v);
+                sl_transfer_add_header(t, line);
+            }
+
+            lua_pop(L, 1);
+        }
+    }
+
+    lua_pop(L, 1);
+
+    xff = sl_hdrs_find(&r->headers, "x-forwarded-for", 15);
+    if (xff != NULL) {
+        snprintf(line, sizeof(line), "X-Forwarded-For: %.*s, %s",
+                 (int) sl_min(xff->value.len, 4096), xff->value.data, r->remote_addr);
+    } else {
+        snprintf(line, sizeof(line), "X-Forwarded-For: %s", r->remote_addr);
+    }
+
+    sl_transfer_add_header(t, line);
+    snprintf(line, sizeof(line), "X-Real-IP: %s", r->remote_addr);
+    sl_transfer_add_header(t, line);
+    snprintf(line, sizeof(line), "X-Forwarded-Proto: %s", r->ssl ? "https" : "http");
+    sl_transfer_add_header(t, line);
+    if (r->head.host.len > 0) {
+        snprintf(line, sizeof(line), "X-Forwarded-Host: %.*s",
+                 (int) sl_min(r->head.host.len, 1024), r->head.host.data);
+        sl_transfer_add_header(t, line);
+    }
+
+    lua_getfield(L, 1, "host");
+    host = lua_tostring(L, -1);
+    if (host != NULL) {
+        snprintf(line, sizeof(line), "Host: %s", host);
+        sl_transfer_add_header(t, line);
+    }
+
+    lua_pop(L, 1);
+
+    sl_transfer_add_header(t, "Expect:");
+    if (!has_accept) {
+        sl_transfer_add_header(t, "Accept:");
+    }
+
+    /* body: a replacement from Lua (kept alive in the pool) or the client's */
+    lua_getfield(L, 1, "body");
+    if (lua_isstring(L, -1)) {
+        const char *b = lua_tolstring(L, -1, &blen);
+        body = sl_pool_strndup(r->pool, b, blen);
+        has_body = 1;
+    } else if (r->body != NULL && evbuffer_get_length(r->body) > 0) {
+        blen = evbuffer_get_length(r->body);
+        body = (const char *) evbuffer_pullup(r->body, -1);
+        has_body = 1;
+    } else {
+        has_body = 0;
+    }
+
+    lua_pop(L, 1);
+
+    if (has_body && !has_ct) {
+        sl_transfer_add_header(t, "Content-Type:");
+    }
+
+    lua_getfield(L, 1, "method");
+    method = lua_tolstring(L, -1, &mlen);
+    if (method == NULL) {
+        method = r->head.method.data;
+        mlen = r->head.method.len;
+    }
+
+    set_method(t->easy, method, mlen, body, blen, has_body);
+    lua_pop(L, 1);
+
+    if (opt_bool(L, 1, "http2", 0)) {
+        curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    } else if (strncmp(url, "https:", 6) != 0) {
+        curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    }
+
+    r->up_start = sl_worker_now();
+    if (sl_transfer_start(t, &err) != SL_OK) {
+        r->up_done = 1;
+        r->up_result = 502;
+        r->up_error = err;
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        lua_pushinteger(L, 502);
+        return 3;
+    }
+
+    return sl_co_wait(L, co, SL_WAIT_PROXY, t);
+}
+
+
+/* read_body() -> chunk, eof[, err]; yields while nothing is buffered */
+static int
+l_read_body(lua_State *L)
+{
+    sl_req_t  *r = sl_lua_current_req();
+    sl_co_t   *co = sl_co_current(L);
+
+    if (r == NULL || co == NULL || r->up == NULL) {
+        return luaL_error(L, "read_body() without an upstream");
+    }
+
+    if (r->conn != NULL && sl_resp_pending(r) > sl_worker->conf->send_buffer_size) {
+        r->waiting_drain = 1;
+        bufferevent_setwatermark(r->conn->bev, EV_WRITE, sl_worker->conf->send_buffer_size / 2, 0);
+        return sl_co_wait(L, co, SL_WAIT_BODY, r->up);
+    }
+
+    if ((r->pending != NULL && evbuffer_get_length(r->pending) > 0) || r->up_done) {
+        return push_chunk(co, L);
+    }
+
+    return sl_co_wait(L, co, SL_WAIT_BODY, r->up);
+}
+
+
+/* pass_body() -> true | nil, err; relays the rest of the body in C, yields until done */
+static int
+l_pass_body(lua_State *L)
+{
+    sl_req_t  *r = sl_lua_current_req();
+    sl_co_t   *co = sl_co_current(L);
+    size_t     len;
+
+    if (r == NULL || co == NULL || r->up == NULL) {
+        return luaL_error(L, "pass_body() without an upstream");
+    }
+
+    r->up_direct = 1;
+    if (r->pending != NULL && (len = evbuffer_get_length(r->pending)) > 0) {
+        sl_resp_send_body(r, (const char *) evbuffer_pullup(r->pending, -1), len);
+        evbuffer_drain(r->pending, len);
+    }
+
+    if (r->up_done) {
+        return push_pass(co, L);
+    }
+
+    if (r->up->paused && !r->waiting_drain) {
+        sl_transfer_resume(r->up);
+        if (r->up_done) {
+            return push_pass(co, L);
+        }
+    }
+
+    return sl_co_wait(L, co, SL_WAIT_PASS, r->up);
+}
+
+
+/* abort(): stop the upstream transfer; the response can then be finished */
+static int
+l_abort(lua_State *L)
+{
+    sl_req_t  *r = sl_lua_current_req();
+
+    if (r != NULL && r->up != NULL && !r->up_done) {
+        sl_transfer_cancel(r->up);
+        r->up_done = 1;
+        r->up_aborted = 1;
+        r->up_end = sl_worker_now();
+    }
+
+    return 0;
+}
+
+
+/* numbers for the access log: addr, status, connect.., header time, response time (ms) */
+static int
+l_info(lua_State *L)
+{
+    sl_req_t  *r = sl_lua_current_req();
+    double     ct = 0;
+
+    if (r == NULL || r->up == NULL) {
+        return 0;
+    }
+
+    curl_easy_getinfo(r->up->easy, CURLINFO_CONNECT_TIME, &ct);
+    lua_pushstring(L, r->up_addr);
+    lua_pushinteger(L, r->up_status);
+    lua_pushnumber(L, r->up_header_time > 0 ? (r->up_header_time - r->up_start) * 1000 : -1);
+    lua_pushnumber(L, r->up_end > 0 ? (r->up_end - r->up_start) * 1000 : -1);
+    lua_pushnumber(L, ct * 1000);
+    lua_pushboolean(L, r->up_aborted);
+    lua_pushinteger(L, r->up_result);
+    return 7;
+}
+
+
+/* ---- pdk.http: buffered requests, one or many at once ---- */
+
+typedef struct {
+    sl_co_t          *co;
+    int               n;
+    int               left;
+    int               multi;        /* results as an array */
+    sl_transfer_t    *ts[MAX_MULTI];
+    struct evbuffer  *bodies[MAX_MULTI];
+    int               results[MAX_MULTI];
+    size_t            max_body;
+} http_wait_t;
+
+
+static void
+http_wait_free(http_wait_t *w)
+{
+    int  i;
+
+    for (i = 0; i < w->n; i++) {
+        if (w->ts[i] != NULL) {
+            sl_transfer_free(w->ts[i]);
+        }
+
+        if (w->bodies[i] != NULL) {
+            evbuffer_free(w->bodies[i]);
+        }
+    }
+
+    free(w);
+}
+
+
+static void
+push_result(lua_State *L, http_wait_t *w, int i)
+{
+    sl_transfer_t  *t = w->ts[i];
+    size_t          len = evbuffer_get_length(w->bodies[i]);
+
+    if (w->results[i] != SL_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, t->error ? t->error : "request failed");
+        return;
+    }
+
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, t->status);
+    lua_setfield(L, -2, "status");
+    sl_lua_push_headers(L, &t->headers);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, len ? (const char *) evbuffer_pullup(w->bodies[i], -1) : "", len);
+    lua_setfield(L, -2, "body");
+    lua_pushnil(L);
+}
+
+
+static int
+push_http(sl_co_t *co, lua_State *L)
+{
+    http_wait_t  *w = co->wait;
+    int           i;
+
+    if (!w->multi) {
+        push_result(L, w, 0);
+        http_wait_free(w);
+        return 2;
+    }
+
+    lua_createtable(L, w->n, 0);
+    for (i = 0; i < w->n; i++) {
+        push_result(L, w, i);
+        if (lua_isnil(L, -2)) {
+            /* {nil, err} becomes {ok = false, err = ...} */
+            lua_createtable(L, 0, 1);
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "err");
+            lua_remove(L, -2);
+        } else {
+            lua_pop(L, 1);
+        }
+
+        lua_rawseti(L, -2, i + 1);
+    }
+
+    http_wait_free(w);
+    return 1;
+}
+
+
+static void
+on_http_headers(sl_transfer_t *t)
+{
+    SL_UNUSED(t);
+}
+
+
+static int
+on_http_body(sl_transfer_t *t, const char *p, size_t n)
+{
+    http_wait_t  *w = t->data;
+    int           i;
+
+    for (i = 0; i < w->n; i++) {
+        if (w->ts[i] == t) {
+            if (evbuffer_get_length(w->bodies[i]) + n > w->max_body) {
+                t->error = "response body too large";
+                return SL_OK;
+            }
+
+            evbuffer_add(w->bodies[i], p, n);
+        }
+    }
+
+    return SL_OK;
+}
+
+
+static void
+on_http_done(sl_transfer_t *t, int result)
+{
+    http_wait_t  *w = t->data;
+    int           i;
+
+    for (i = 0; i < w->n; i++) {
+        if (w->ts[i] == t) {
+            w->results[i] = result;
+        }
+    }
+
+    if (--w->left == 0) {
+        sl_co_wake(w->co, push_http);
+    }
+}
+
+
+static int
+start_http(lua_State *L, int idx, http_wait_t *w, int i, const char **err)
+{
+    sl_transfer_t  *t;
+    const char     *url, *method, *body = NULL;
+    size_t          mlen = 3, blen = 0;
+    char            line[8192];
+    int             has_ct = 0;
+
+    lua_getfield(L, idx, "url");
+    url = lua_tostring(L, -1);
+    if (url == NULL) {
+        lua_pop(L, 1);
+        *err = "url is required";
+        return SL_ERROR;
+    }
+
+    t = sl_transfer_new(sl_worker->upstream);
+    w->ts[i] = t;
+    w->bodies[i] = evbuffer_new();
+    t->data = w;
+    t->on_headers = on_http_headers;
+    t->on_body = on_http_body;
+    t->on_done = on_http_done;
+    curl_easy_setopt(t->easy, CURLOPT_URL, url);
+    lua_pop(L, 1);
+
+    set_timeouts(L, idx, t);
+    set_tls(t->easy, opt_bool(L, idx, "ssl_verify", 1));
+
+    lua_getfield(L, idx, "headers");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+                if (strcasecmp(lua_tostring(L, -2), "content-type") == 0) {
+                    has_ct = 1;
+                }
+
+                snprintf(line, sizeof(line), "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+                sl_transfer_add_header(t, line);
+            }
+
+            lua_pop(L, 1);
+        }
+    }
+
+    lua_pop(L, 1);
+
+    lua_getfield(L, idx, "body");
+    if (lua_isstring(L, -1)) {
+        body = lua_tolstring(L, -1, &blen);
+        /* curl copies it: the Lua string may be collected while we wait */
+        curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) blen);
+        curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, body);
+    }
+
+    lua_pop(L, 1);
+
+    lua_getfield(L, idx, "method");
+    method = lua_tolstring(L, -1, &mlen);
+    if (method == NULL) {
+        method = body ? "POST" : "GET";
+        mlen = strlen(method);
+    }
+
+    if (body != NULL) {
+        if (!(mlen == 4 && memcmp(method, "POST", 4) == 0)) {
+            snprintf(line, sizeof(line), "%.*s", (int) sl_min(mlen, 60), method);
+            curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, line);
+        }
+
+        if (!has_ct) {
+            sl_transfer_add_header(t, "Content-Type:");
+        }
+    } else {
+        set_method(t->easy, method, mlen, NULL, 0, 0);
+    }
+
+    lua_pop(L, 1);
+    sl_transfer_add_header(t, "Expect:");
+
+    return sl_transfer_start(t, err);
+}
+
+
+static int
+do_http(lua_State *L, int multi)
+{
+    sl_co_t      *co = sl_co_current(L);
+    http_wait_t  *w;
+    const char   *err = NULL;
+    int           i, n;
+
+    if (co == NULL) {
+        return luaL_error(L, "pdk.http.request must be called from a request, timer or "
+                             "pdk coroutine, not from a coroutine created by Lua code");
+    }
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    n = multi ? (int) lua_objlen(L, 1) : 1;
+    if (n < 1 || n > MAX_MULTI) {
+        return luaL_error(L, "request_multi takes 1 to %d requests", MAX_MULTI);
+    }
+
+    w = sl_xcalloc(1, sizeof(http_wait_t));
+    w->co = co;
+    w->n = n;
+    w->multi = multi;
+    w->max_body = 64 * 1024 * 1024;
+
+    for (i = 0; i < n; i++) {
+        if (multi) {
+            lua_rawgeti(L, 1, i + 1);
+            if (!lua_istable(L, -1)) {
+                http_wait_free(w);
+                return luaL_error(L, "request_multi: entry %d is not a table", i + 1);
+            }
+        } else {
+            lua_pushvalue(L, 1);
+        }
+
+        w->max_body = (size_t) opt_num(L, -1, "max_body_size", (double) w->max_body);
+        if (start_http(L, lua_gettop(L), w, i, &err) != SL_OK) {
+            lua_pop(L, 1);
+            if (w->ts[i] != NULL) {
+                w->ts[i]->error = err;
+                w->results[i] = 502;
+            } else {
+                /* no transfer at all: fail the whole call */
+                http_wait_free(w);
+                lua_pushnil(L);
+                lua_pushstring(L, err);
+                return 2;
+            }
+
+            continue;
+        }
+
+        lua_pop(L, 1);
+        w->left++;
+    }
+
+    if (w->left == 0) {
+        co->wait = w;
+        return push_http(co, L);
+    }
+
+    return sl_co_wait(L, co, SL_WAIT_HTTP, w);
+}
+
+
+static int
+l_request(lua_State *L)
+{
+    return do_http(L, 0);
+}
+
+
+static int
+l_request_multi(lua_State *L)
+{
+    return do_http(L, 1);
+}
+
+
+int
+luaopen_sluice_upstream(lua_State *L)
+{
+    static const luaL_Reg  fns[] = {
+        {"proxy", l_proxy},
+        {"read_body", l_read_body},
+        {"pass_body", l_pass_body},
+        {"abort", l_abort},
+        {"info", l_info},
+        {"request", l_request},
+        {"request_multi", l_request_multi},
+        {NULL, NULL},
+    };
+
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}

@@ -1,0 +1,618 @@
+-- request.lua -- builds the upstream request for an AI provider (the target of
+-- pdk.upstream.set): URL, method, headers, body, timeouts. Pure: no pdk, no I/O.
+--
+-- URL: override.endpoint when set (scheme, host, port, and its own path and query when it has
+-- them) else the provider's host; path from the endpoint, else the client's path for
+-- passthrough, else the provider's path for the target protocol.
+-- Query: auth.query, then the endpoint's query (wins on a clash), then for passthrough the
+-- client's query (wins over the endpoint's, never over auth.query).
+-- Headers: the client's are forwarded by the core except Authorization, Cookie, x-api-key,
+-- api-key and friends (set false here) and Accept-Encoding (the response must reach the body
+-- filter uncompressed); auth.header overlays; Content-Type is JSON; a converter also drops
+-- the other SDK's headers and moves the key between Bearer and x-api-key.
+-- Body, in this order (reference §2.3.6, with quirk #10 fixed: include_usage also follows
+-- options.stream): conversion, options (flat overwrite), stream_options.include_usage for
+-- OpenAI chat streams, override.llm_options.max_tokens (provider's field, force),
+-- override.request_body[target] (deep merge; fills gaps unless request_body_force_override),
+-- `model` removed for providers that say so.
+-- Untouched bodies are not sent at all (the core forwards the client's bytes). Touched ones
+-- are spliced: the client's raw JSON is kept byte for byte except the top-level keys that
+-- changed, so big integers, key order and empty arrays (which lua-cjson 2.1 would turn into {})
+-- survive, and a long conversation is not re-encoded for one added key. Converted bodies are
+-- encoded whole (convert.encode).
+local convert = require("sluice.ai.convert")
+local schema = require("sluice.ai.schema")
+local cjson = require("cjson.safe")
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local next = next
+local tostring = tostring
+local find = string.find
+local sub = string.sub
+local gsub = string.gsub
+local byte = string.byte
+local format = string.format
+local lower = string.lower
+local char = string.char
+local tonumber = tonumber
+local concat = table.concat
+local sort = table.sort
+local encode = convert.encode
+local deep_copy = convert.deep_copy
+
+local QUOTE, COLON, COMMA = 34, 58, 44
+local LBRACE, RBRACE, LBRACKET = 123, 125, 91
+
+-- Client headers never sent to a provider: the gateway's credentials replace them.
+local DROP_HEADERS = {
+    "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key",
+    "x-goog-api-key", "accept-encoding",
+}
+
+local _M = { DROP_HEADERS = DROP_HEADERS }
+
+
+------------------------------------------------------------------------------------------------
+-- top-level JSON object scanning (for splicing)
+------------------------------------------------------------------------------------------------
+
+local function skip_ws(s, p)
+    local _, e = find(s, "^[ \t\r\n]*", p)
+    return e + 1
+end
+
+
+-- p at an opening quote: position after the closing quote, or nil.
+local function skip_string(s, p)
+    local q = p + 1
+    while true do
+        local e = find(s, '["\\]', q)
+        if not e then
+            return nil
+        end
+
+        if byte(s, e) == QUOTE then
+            return e + 1
+        end
+
+        q = e + 2
+    end
+end
+
+
+-- Position after the JSON value starting at p, or nil when malformed.
+local function skip_value(s, p)
+    local c = byte(s, p)
+    if c == QUOTE then
+        return skip_string(s, p)
+    end
+
+    if c == LBRACE or c == LBRACKET then
+        local depth = 0
+        local q = p
+        while true do
+            local e = find(s, '[%[%]{}"]', q)
+            if not e then
+                return nil
+            end
+
+            local b = byte(s, e)
+            if b == QUOTE then
+                q = skip_string(s, e)
+                if not q then
+                    return nil
+                end
+
+            elseif b == LBRACE or b == LBRACKET then
+                depth = depth + 1
+                q = e + 1
+
+            else
+                depth = depth - 1
+                q = e + 1
+                if depth == 0 then
+                    return q
+                end
+            end
+        end
+    end
+
+    local e = find(s, "[,}%]%s]", p)
+    if not e or e == p then
+        return nil
+    end
+
+    return e
+end
+
+
+-- top_level_spans(raw) -> array of {key, first, last} (the bytes of `"key": value`), or nil
+-- when raw is not a well-formed JSON object at the top level.
+local function top_level_spans(s)
+    local p = skip_ws(s, 1)
+    if byte(s, p) ~= LBRACE then
+        return nil
+    end
+
+    local spans = {}
+    p = skip_ws(s, p + 1)
+    if byte(s, p) == RBRACE then
+        return spans
+    end
+
+    while true do
+        if byte(s, p) ~= QUOTE then
+            return nil
+        end
+
+        local kend = skip_string(s, p)
+        if not kend then
+            return nil
+        end
+
+        local key
+        local bs = find(s, "\\", p + 1, true)
+        if bs and bs < kend then
+            key = cjson.decode(sub(s, p, kend - 1))
+            if type(key) ~= "string" then
+                return nil
+            end
+
+        else
+            key = sub(s, p + 1, kend - 2)
+        end
+
+        local q = skip_ws(s, kend)
+        if byte(s, q) ~= COLON then
+            return nil
+        end
+
+        q = skip_ws(s, q + 1)
+        local vend = skip_value(s, q)
+        if not vend then
+            return nil
+        end
+
+        spans[#spans + 1] = { key, p, vend - 1 }
+        q = skip_ws(s, vend)
+        local c = byte(s, q)
+        if c == COMMA then
+            p = skip_ws(s, q + 1)
+
+        elseif c == RBRACE then
+            if skip_ws(s, q + 1) <= #s then
+                return nil          -- bytes after the object
+            end
+
+            return spans
+
+        else
+            return nil
+        end
+    end
+end
+_M.top_level_spans = top_level_spans
+
+
+-- splice(raw, out, changed) -> JSON text: raw with the `changed` top-level keys replaced by
+-- their values in `out` (removed when nil; new ones appended, sorted), or nil when raw cannot
+-- be scanned.
+local function splice(raw, out, changed)
+    if type(raw) ~= "string" then
+        return nil
+    end
+
+    local spans = top_level_spans(raw)
+    if not spans then
+        return nil
+    end
+
+    local parts, done = {}, {}
+    for _, sp in ipairs(spans) do
+        local k = sp[1]
+        if changed[k] then
+            if not done[k] then
+                done[k] = true
+                local v = out[k]
+                if v ~= nil then
+                    local ev = encode(v)
+                    if not ev then
+                        return nil
+                    end
+
+                    parts[#parts + 1] = encode(k) .. ":" .. ev
+                end
+            end
+
+        else
+            parts[#parts + 1] = sub(raw, sp[2], sp[3])
+        end
+    end
+
+    local extra = {}
+    for k in pairs(changed) do
+        if not done[k] and out[k] ~= nil then
+            extra[#extra + 1] = k
+        end
+    end
+
+    sort(extra)
+    for _, k in ipairs(extra) do
+        local ev = encode(out[k])
+        if not ev then
+            return nil
+        end
+
+        parts[#parts + 1] = encode(k) .. ":" .. ev
+    end
+
+    return "{" .. concat(parts, ",") .. "}"
+end
+_M.splice = splice
+
+
+------------------------------------------------------------------------------------------------
+-- body shaping
+------------------------------------------------------------------------------------------------
+
+local function shallow_copy(t)
+    local out = {}
+    for k, v in pairs(t) do
+        out[k] = v
+    end
+
+    return out
+end
+
+
+local function is_object(t)
+    if type(t) ~= "table" or convert.is_array(t) then
+        return false
+    end
+
+    local k = next(t)
+    return k == nil or type(k) == "string"
+end
+
+
+-- merge(target, patch, force) -> a new table: objects merge recursively, anything else in the
+-- patch replaces wholesale, and only fills gaps unless `force`. Neither input is modified.
+local function merge(target, patch, force)
+    if not is_object(patch) or not is_object(target) then
+        return deep_copy(patch)
+    end
+
+    local out = shallow_copy(target)
+    for k, v in pairs(patch) do
+        if is_object(v) and is_object(out[k]) then
+            out[k] = merge(out[k], v, force)
+
+        elseif out[k] == nil or force then
+            out[k] = deep_copy(v)
+        end
+    end
+
+    return out
+end
+_M.merge = merge
+
+
+-- shape(p) -> out, changed | nil, err. Applies everything after conversion to a copy.
+local function shape(out, changed, p)
+    local inst, provider, target = p.instance, p.provider, p.target_protocol
+    local override = type(inst.override) == "table" and inst.override or {}
+
+    local function set(k, v)
+        out[k] = v
+        changed[k] = true
+    end
+
+    if type(inst.options) == "table" then
+        for k, v in pairs(inst.options) do
+            set(k, deep_copy(v))
+        end
+    end
+
+    if target == "openai-chat" and out.stream == true then
+        local so = out.stream_options
+        if type(so) ~= "table" or so.include_usage ~= true then
+            so = type(so) == "table" and shallow_copy(so) or {}
+            so.include_usage = true
+            set("stream_options", so)
+        end
+    end
+
+    local cap = provider.capabilities and provider.capabilities[target]
+    local lo = override.llm_options
+    if type(lo) == "table" and type(lo.max_tokens) == "number" and cap and cap.max_tokens then
+        set(cap.max_tokens, lo.max_tokens)
+        for _, f in ipairs(cap.max_tokens_clear or {}) do
+            if out[f] ~= nil then
+                set(f, nil)
+            end
+        end
+    end
+
+    local rb = override.request_body
+    local patch = type(rb) == "table" and rb[target]
+    if type(patch) == "table" then
+        local merged = merge(out, patch, override.request_body_force_override == true)
+        for k in pairs(patch) do
+            changed[k] = true
+        end
+
+        for k in pairs(out) do
+            out[k] = nil
+        end
+
+        for k, v in pairs(merged) do
+            out[k] = v
+        end
+    end
+
+    if provider.remove_model and out.model ~= nil then
+        set("model", nil)
+    end
+
+    return out, changed
+end
+
+
+------------------------------------------------------------------------------------------------
+-- URL
+------------------------------------------------------------------------------------------------
+
+local function escape(s)
+    return (gsub(tostring(s), "[^%w%-%._~]", function(c)
+        return format("%%%02X", byte(c))
+    end))
+end
+_M.escape = escape
+
+
+local function unescape(s)
+    s = gsub(s, "+", " ")
+    return (gsub(s, "%%(%x%x)", function(h)
+        return char(tonumber(h, 16))
+    end))
+end
+
+
+-- Query parameters from several sources, in order; a later source replaces an earlier one's
+-- values for the same key unless the key is protected.
+local function query_builder()
+    local entries = {}
+
+    local function put(key, raw_pair, source, protected)
+        if protected and protected[key] ~= nil then
+            return
+        end
+
+        for _, e in ipairs(entries) do
+            if e.key == key and e.source ~= source then
+                e.dead = true
+            end
+        end
+
+        entries[#entries + 1] = { key = key, pair = raw_pair, source = source }
+    end
+
+    local function put_raw(query, source, protected)
+        if type(query) ~= "string" or query == "" then
+            return
+        end
+
+        for pair in query:gmatch("[^&]+") do
+            local k = pair:match("^([^=]*)")
+            put(unescape(k), pair, source, protected)
+        end
+    end
+
+    local function build()
+        local out = {}
+        for _, e in ipairs(entries) do
+            if not e.dead then
+                out[#out + 1] = e.pair
+            end
+        end
+
+        return concat(out, "&")
+    end
+
+    return put, put_raw, build
+end
+
+
+------------------------------------------------------------------------------------------------
+-- build
+------------------------------------------------------------------------------------------------
+
+-- model(instance, body): the effective model: options.model, else the client's.
+function _M.model(inst, body)
+    local opts = inst.options
+    if type(opts) == "table" and opts.model ~= nil then
+        return opts.model
+    end
+
+    if type(body) == "table" then
+        return body.model
+    end
+
+    return nil
+end
+
+
+-- build(p) -> target, info | nil, status, body
+--   p.instance        {provider, auth, options, override} (an ai-proxy conf or one instance)
+--   p.conf            the plugin conf (timeout, ssl_verify, keepalive, keepalive_timeout,
+--                     keepalive_pool)
+--   p.provider        provider table (ai/providers)
+--   p.client_protocol, p.target_protocol, p.converting (from protocols.route)
+--   p.body            the client's decoded body (not modified)
+--   p.raw             the client's raw body bytes (for splicing), may be nil
+--   p.uri, p.query, p.method   client path, raw query string and method (passthrough)
+--   p.client_headers  lowercased client headers (for prefix drops and defaults), may be nil
+--   p.state           per-request converter state (filled here)
+-- info = {body = final body table, converter = converter or nil, changed = bool}
+function _M.build(p)
+    local inst, provider = p.instance, p.provider
+    local target = p.target_protocol
+    local override = type(inst.override) == "table" and inst.override or {}
+    local state = p.state or {}
+
+    local ep
+    if override.endpoint ~= nil then
+        local err
+        ep, err = schema.parse_endpoint(override.endpoint)
+        if not ep then
+            return nil, 500, { error_msg = err }
+        end
+    end
+
+    local scheme = ep and ep.scheme or "https"
+    local host = ep and ep.host or provider.host
+    if not host then
+        return nil, 500, { error_msg = "provider " .. tostring(provider.name)
+                                       .. " has no default endpoint: set override.endpoint" }
+    end
+
+    local port = ep and ep.port or provider.port or 443
+    local cap = provider.capabilities and provider.capabilities[target]
+    local path = ep and ep.path
+    if not path then
+        if target == "passthrough" then
+            path = p.uri
+
+        else
+            path = cap and cap.path
+        end
+    end
+
+    if not path then
+        return nil, 400, { error_msg = "could not resolve upstream path: ensure the route or "
+            .. "request body specifies a model, or that override.endpoint includes a path" }
+    end
+
+    -- query
+    local auth = type(inst.auth) == "table" and inst.auth or {}
+    local auth_query = type(auth.query) == "table" and auth.query or nil
+    local put, put_raw, build_query = query_builder()
+    if auth_query then
+        local keys = {}
+        for k in pairs(auth_query) do
+            keys[#keys + 1] = k
+        end
+
+        sort(keys)
+        for _, k in ipairs(keys) do
+            put(k, escape(k) .. "=" .. escape(auth_query[k]), "auth")
+        end
+    end
+
+    put_raw(ep and ep.query, "endpoint")
+    if target == "passthrough" then
+        put_raw(p.query, "client", auth_query)
+    end
+
+    local query = build_query()
+    local default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+    local url = scheme .. "://" .. host .. (default_port and "" or ":" .. port)
+                .. path .. (query ~= "" and "?" .. query or "")
+
+    -- body
+    local conv
+    local out, changed = nil, {}
+    local full = false
+    if p.converting then
+        conv = convert.get(p.client_protocol, target)
+        if not conv then
+            return nil, 400, { error_msg = "no converter from " .. tostring(p.client_protocol)
+                                           .. " to " .. tostring(target) }
+        end
+
+        local err
+        out, err = conv.request(p.body, state)
+        if not out then
+            return nil, 400, { error_msg = err or "invalid protocol" }
+        end
+
+        full = true
+
+    else
+        out = type(p.body) == "table" and shallow_copy(p.body) or {}
+    end
+
+    shape(out, changed, p)
+
+    local body
+    if full then
+        body = encode(out)
+
+    elseif next(changed) ~= nil then
+        body = splice(p.raw, out, changed) or encode(out)
+    end
+
+    if (full or next(changed) ~= nil) and not body then
+        return nil, 500, { error_msg = "failed to encode the request body" }
+    end
+
+    -- headers
+    local h = {}
+    for _, name in ipairs(DROP_HEADERS) do
+        h[name] = false
+    end
+
+    local client_headers = p.client_headers
+    if conv and conv.drop_prefixes and type(client_headers) == "table" then
+        for name in pairs(client_headers) do
+            local lname = lower(name)
+            for _, prefix in ipairs(conv.drop_prefixes) do
+                if sub(lname, 1, #prefix) == prefix then
+                    h[lname] = false
+                end
+            end
+        end
+    end
+
+    if type(auth.header) == "table" then
+        for k, v in pairs(auth.header) do
+            h[lower(k)] = v
+        end
+    end
+
+    h["content-type"] = "application/json"
+    if type(provider.default_headers) == "table" then
+        for name, v in pairs(provider.default_headers) do
+            local client_has = type(client_headers) == "table" and client_headers[name] ~= nil
+                               and h[name] == nil
+            if type(h[name]) ~= "string" and not client_has then
+                h[name] = v
+            end
+        end
+    end
+
+    if conv and conv.headers then
+        conv.headers(h)
+    end
+
+    local conf = p.conf or {}
+    local t = (conf.timeout or 30000) / 1000
+    local target_req = {
+        url = url,
+        method = target == "passthrough" and (p.method or "POST") or "POST",
+        headers = h,
+        body = body,
+        timeout = { connect = t, send = t, read = t },
+        ssl_verify = conf.ssl_verify ~= false,
+        keepalive = conf.keepalive ~= false,
+        keepalive_timeout = (conf.keepalive_timeout or 60000) / 1000,
+        keepalive_pool = conf.keepalive_pool or 30,
+    }
+
+    return target_req, { body = out, converter = conv, changed = body ~= nil }
+end
+
+
+return _M

@@ -1,0 +1,689 @@
+-- usage.lua -- token usage: normalised extraction per protocol, stream accounting, estimates.
+--
+-- Normalised usage is {prompt_tokens, completion_tokens, total_tokens, cache_read_input_tokens,
+-- cache_creation_input_tokens, reasoning_tokens}, read per protocol as the reference (§2.5)
+-- says. Streams report it in one place (the last OpenAI chunk, Responses'
+-- response.completed) or two (Anthropic message_start + message_delta, merged, total
+-- recomputed as prompt + completion).
+--
+-- A relayed stream is watched without decoding its events (scan_stream): sse.scan finds the
+-- events that carry a usage object and only those are decoded; the text deltas are measured in
+-- place (byte length of the JSON string, no copy) so that a stream cut short (client gone,
+-- limit hit, provider died) or one that never reports usage is still accounted: prompt from the
+-- request (or message_start), completion from the deltas seen, flagged `estimated`.
+-- Estimates use ~4 bytes per token and at least one token per delta.
+--
+-- Non-streaming bodies (from_body_string) are not decoded whole either: the last `"usage": {`
+-- object is cut out with a balanced-brace match and decoded alone (an embeddings response of
+-- megabytes of floats costs one plain find), with a full decode as the fallback.
+local cjson = require("cjson.safe")
+local sse = require("sluice.ai.sse")
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local find = string.find
+local sub = string.sub
+local byte = string.byte
+local match = string.match
+local ceil = math.ceil
+local decode = cjson.decode
+local find_key_object = sse.find_key_object
+local value_start = sse.value_start
+
+local QUOTE, BACKSLASH, LBRACKET, RBRACKET = 34, 92, 91, 93
+local BYTES_PER_TOKEN = 4
+local MESSAGE_OVERHEAD_TOKENS = 3
+
+local FIELDS = {
+    "prompt_tokens", "completion_tokens", "total_tokens", "cache_read_input_tokens",
+    "cache_creation_input_tokens", "reasoning_tokens",
+}
+
+-- Per protocol: keys whose string values are streamed output (the first one is the answer
+-- text, collected when asked; the others only count), the marker of a tool call (nil: a
+-- non-empty "tool_calls" array) and the markers of the terminal event.
+local STREAM_MARKERS = {
+    ["openai-chat"] = {
+        text = { '"content"', '"arguments"', '"reasoning_content"', '"reasoning"' },
+        done = { "[DONE]" },
+    },
+    ["anthropic-messages"] = {
+        text = { '"text"', '"partial_json"', '"thinking"' },
+        tool = '"tool_use"',
+        done = { "message_stop" },
+    },
+    ["openai-responses"] = {
+        text = { '"delta"' },
+        tool = '"function_call"',
+        done = { '"response.completed"', '"response.incomplete"', '"response.failed"' },
+    },
+}
+
+-- The same keys followed by ':"', searched for directly once a stream is known to be compact
+-- JSON (no space after colons), so a null or object value costs no extra search.
+for _, m in pairs(STREAM_MARKERS) do
+    m.ctext = {}
+    for i, key in ipairs(m.text) do
+        m.ctext[i] = key .. ':"'
+    end
+end
+
+local USAGE_KEY, USAGE_COMPACT = '"usage"', '"usage":{'
+
+
+local _M = { FIELDS = FIELDS }
+
+
+local function num(v)
+    if type(v) == "number" then
+        return v
+    end
+
+    return 0
+end
+
+
+local function tab(v)
+    if type(v) == "table" then
+        return v
+    end
+
+    return nil
+end
+
+
+function _M.zero()
+    return { prompt_tokens = 0, completion_tokens = 0, total_tokens = 0,
+             cache_read_input_tokens = 0, cache_creation_input_tokens = 0,
+             reasoning_tokens = 0 }
+end
+
+
+-- normalise(protocol, raw) -> usage, for a provider's usage object of that protocol.
+local function normalise(protocol, raw)
+    if protocol == "openai-chat" then
+        local pd = tab(raw.prompt_tokens_details)
+        local cd = tab(raw.completion_tokens_details)
+        local p, c = num(raw.prompt_tokens), num(raw.completion_tokens)
+        local cache_read = pd and num(pd.cached_tokens) or 0
+        if cache_read == 0 then
+            cache_read = num(raw.prompt_cache_hit_tokens)           -- DeepSeek
+        end
+
+        return {
+            prompt_tokens = p,
+            completion_tokens = c,
+            total_tokens = type(raw.total_tokens) == "number" and raw.total_tokens or p + c,
+            cache_read_input_tokens = cache_read,
+            cache_creation_input_tokens = pd and num(pd.cache_creation_input_tokens) or 0,
+            reasoning_tokens = cd and num(cd.reasoning_tokens) or 0,
+        }
+    end
+
+    if protocol == "openai-responses" then
+        local id = tab(raw.input_tokens_details)
+        local od = tab(raw.output_tokens_details)
+        local p, c = num(raw.input_tokens), num(raw.output_tokens)
+        return {
+            prompt_tokens = p,
+            completion_tokens = c,
+            total_tokens = type(raw.total_tokens) == "number" and raw.total_tokens or p + c,
+            cache_read_input_tokens = id and num(id.cached_tokens) or 0,
+            cache_creation_input_tokens = 0,
+            reasoning_tokens = od and num(od.reasoning_tokens) or 0,
+        }
+    end
+
+    if protocol == "openai-embeddings" then
+        local p = num(raw.prompt_tokens)
+        return {
+            prompt_tokens = p,
+            completion_tokens = 0,
+            total_tokens = type(raw.total_tokens) == "number" and raw.total_tokens or p,
+            cache_read_input_tokens = 0,
+            cache_creation_input_tokens = 0,
+            reasoning_tokens = 0,
+        }
+    end
+
+    if protocol == "anthropic-messages" then
+        local p, c = num(raw.input_tokens), num(raw.output_tokens)
+        return {
+            prompt_tokens = p,
+            completion_tokens = c,
+            total_tokens = p + c,
+            cache_read_input_tokens = num(raw.cache_read_input_tokens),
+            cache_creation_input_tokens = num(raw.cache_creation_input_tokens),
+            reasoning_tokens = 0,
+        }
+    end
+
+    if protocol == "bedrock-converse" then
+        local p, c = num(raw.inputTokens), num(raw.outputTokens)
+        return {
+            prompt_tokens = p,
+            completion_tokens = c,
+            total_tokens = type(raw.totalTokens) == "number" and raw.totalTokens or p + c,
+            cache_read_input_tokens = 0,
+            cache_creation_input_tokens = 0,
+            reasoning_tokens = 0,
+        }
+    end
+
+    return nil
+end
+_M.normalise = normalise
+
+
+-- extract(protocol, body) -> usage, raw | nil. `body` is a decoded non-streaming response.
+function _M.extract(protocol, body)
+    if type(body) ~= "table" then
+        return nil
+    end
+
+    local raw = tab(body.usage)
+    if not raw then
+        return nil
+    end
+
+    local u = normalise(protocol, raw)
+    if not u then
+        return nil
+    end
+
+    return u, raw
+end
+
+
+-- Whether a decoded usage object looks like `protocol`'s (guards the cut-out object in
+-- from_body_string against a nested key that happens to be named "usage").
+local function plausible(protocol, raw)
+    if protocol == "openai-chat" or protocol == "openai-embeddings" then
+        return raw.prompt_tokens ~= nil or raw.total_tokens ~= nil
+    end
+
+    if protocol == "openai-responses" or protocol == "anthropic-messages" then
+        return raw.input_tokens ~= nil or raw.output_tokens ~= nil
+    end
+
+    if protocol == "bedrock-converse" then
+        return raw.inputTokens ~= nil
+    end
+
+    return false
+end
+
+
+-- from_body_string(protocol, s) -> usage, raw, decoded_body_or_nil | nil.
+-- Providers put usage last in the body, so the last `"usage": {` is the top-level one.
+function _M.from_body_string(protocol, s)
+    if type(s) ~= "string" or s == "" then
+        return nil
+    end
+
+    local last_brace
+    local p, brace = find_key_object(s, '"usage"', 1)
+    while p do
+        last_brace = brace
+        p, brace = find_key_object(s, '"usage"', brace)
+    end
+
+    if last_brace then
+        local obj = match(s, "^%b{}", last_brace)
+        local raw = obj and decode(obj)
+        if type(raw) == "table" and plausible(protocol, raw) then
+            local u = normalise(protocol, raw)
+            if u then
+                return u, raw
+            end
+        end
+    end
+
+    local body = decode(s)
+    if type(body) ~= "table" then
+        return nil
+    end
+
+    local u, raw = _M.extract(protocol, body)
+    if not u then
+        return nil
+    end
+
+    return u, raw, body
+end
+
+
+-- merge(into, u): later non-zero values win; total is at least prompt + completion (Anthropic
+-- splits usage over two events; fixes APISIX #13662). Returns `into`.
+local function merge(into, u)
+    for _, k in ipairs(FIELDS) do
+        local v = u[k]
+        if type(v) == "number" and v > 0 then
+            into[k] = v
+
+        elseif into[k] == nil then
+            into[k] = 0
+        end
+    end
+
+    local sum = into.prompt_tokens + into.completion_tokens
+    if sum > into.total_tokens then
+        into.total_tokens = sum
+    end
+
+    return into
+end
+_M.merge = merge
+
+
+local function merge_raw(into, raw)
+    for k, v in pairs(raw) do
+        if type(v) ~= "number" or v > 0 or into[k] == nil then
+            into[k] = v
+        end
+    end
+
+    return into
+end
+
+
+-- from_event(protocol, event_name, obj) -> usage, raw, final | nil, for one decoded stream
+-- event of the provider's protocol. `final` says the stream's usage is now complete.
+function _M.from_event(protocol, event_name, obj)
+    if type(obj) ~= "table" then
+        return nil
+    end
+
+    if protocol == "openai-chat" then
+        local raw = tab(obj.usage)
+        if not raw then
+            return nil
+        end
+
+        return normalise(protocol, raw), raw, true
+    end
+
+    if protocol == "anthropic-messages" then
+        local t = type(obj.type) == "string" and obj.type or event_name
+        if t == "message_start" then
+            local msg = tab(obj.message)
+            local raw = msg and tab(msg.usage)
+            if not raw then
+                return nil
+            end
+
+            return normalise(protocol, raw), raw, false
+        end
+
+        if t == "message_delta" then
+            local raw = tab(obj.usage)
+            if not raw then
+                return nil
+            end
+
+            return normalise(protocol, raw), raw, true
+        end
+
+        return nil
+    end
+
+    if protocol == "openai-responses" then
+        local t = type(obj.type) == "string" and obj.type or event_name
+        if t == "response.completed" or t == "response.incomplete" or t == "response.failed" then
+            local resp = tab(obj.response)
+            local raw = resp and tab(resp.usage)
+            if not raw then
+                return nil
+            end
+
+            return normalise(protocol, raw), raw, true
+        end
+
+        return nil
+    end
+
+    return nil
+end
+
+
+-- A stream accumulator. `protocol` is the provider's (the one on the wire).
+function _M.new_stream(protocol, collect_text)
+    return {
+        protocol = protocol,
+        markers = STREAM_MARKERS[protocol],
+        usage = nil,            -- merged normalised usage so far
+        raw = nil,              -- merged raw usage so far
+        final = false,          -- usage complete (last usage event seen)
+        text_bytes = 0,         -- bytes of streamed output text (JSON-escaped)
+        deltas = 0,             -- non-empty text deltas seen
+        tool_call = false,
+        done = false,           -- terminal event seen
+        texts = collect_text and {} or nil,
+    }
+end
+
+
+function _M.add(acc, u, raw, final)
+    if not acc.usage then
+        acc.usage = merge(_M.zero(), u)
+        acc.raw = merge_raw({}, raw or {})
+
+    else
+        merge(acc.usage, u)
+        merge_raw(acc.raw, raw or {})
+    end
+
+    if final then
+        acc.final = true
+    end
+end
+
+
+-- End of the JSON string whose opening quote is at q - 1: returns the position of the
+-- closing quote, or nil when the string is not closed in s. A quote preceded by an odd number
+-- of backslashes is escaped.
+local function string_end(s, q)
+    local p = q
+    while true do
+        local e = find(s, '"', p, true)
+        if not e then
+            return nil
+        end
+
+        local b = e - 1
+        while byte(s, b) == BACKSLASH do
+            b = b - 1
+        end
+
+        if (e - 1 - b) % 2 == 0 then
+            return e
+        end
+
+        p = e + 1
+    end
+end
+
+
+-- Measure the string values of `key` in region: adds their lengths and counts non-empty ones;
+-- keeps the decoded text too when `collect`. Returns the number of non-empty values.
+local function measure(acc, region, key, collect, compact)
+    local klen = #key
+    local hits = 0
+    local p = find(region, key, 1, true)
+    while p do
+        local v, c
+        if compact then
+            v, c = p + klen - 1, QUOTE         -- key is '"name":"', v at the opening quote
+
+        else
+            v, c = value_start(region, p, klen)
+        end
+
+        local nextp = p + klen
+        if v and c == QUOTE then
+            local e = string_end(region, v + 1)
+            if not e then
+                return hits
+            end
+
+            local len = e - v - 1
+            if len > 0 then
+                hits = hits + 1
+                acc.text_bytes = acc.text_bytes + len
+                acc.deltas = acc.deltas + 1
+                local texts = collect and acc.texts
+                if texts then
+                    local text = decode(sub(region, v, e))
+                    if type(text) == "string" then
+                        texts[#texts + 1] = text
+                    end
+                end
+            end
+
+            nextp = e + 1
+        end
+
+        p = find(region, key, nextp, true)
+    end
+
+    return hits
+end
+
+
+-- Whether region holds `"tool_calls": [ {` (a non-empty tool_calls array).
+local function has_tool_calls_array(region)
+    local p = find(region, '"tool_calls"', 1, true)
+    while p do
+        local v, c = value_start(region, p, 12)
+        if v and c == LBRACKET then
+            local q = v + 1
+            local b = byte(region, q)
+            while b == 32 or b == 9 or b == 10 or b == 13 do
+                q = q + 1
+                b = byte(region, q)
+            end
+
+            if b and b ~= RBRACKET then
+                return true
+            end
+        end
+
+        p = find(region, '"tool_calls"', p + 12, true)
+    end
+
+    return false
+end
+
+
+-- observe_region(acc, region): text and tool-call markers of complete events, by plain search
+-- (no decoding). Each string.find is a C call the JIT does not compile, so the calls per chunk
+-- are kept few: the answer-text key first, the other keys (tool arguments, reasoning) only for
+-- regions without answer text; tool calls until the first one is seen. Terminal events are
+-- looked for once, in the last region (check_done).
+local function observe_region(acc, region, compact)
+    local m = acc.markers
+    if not m or region == "" then
+        return
+    end
+
+    acc.last = region
+    local keys = compact and m.ctext or m.text
+    if measure(acc, region, keys[1], true, compact) == 0 then
+        for i = 2, #keys do
+            measure(acc, region, keys[i], false, compact)
+        end
+    end
+
+    if not acc.tool_call then
+        if m.tool then
+            if find(region, m.tool, 1, true) then
+                acc.tool_call = true
+            end
+
+        elseif has_tool_calls_array(region) then
+            acc.tool_call = true
+        end
+    end
+end
+_M.observe_region = observe_region
+
+
+-- scan_stream(acc, sse_state, chunk) -> region. The relay path: finds and decodes only the
+-- usage-carrying events, measures the rest in place.
+function _M.scan_stream(acc, st, chunk)
+    local compact = acc.compact
+    local region, hits = sse.scan(st, chunk, USAGE_KEY, compact and USAGE_COMPACT)
+    if hits then
+        for _, ev in ipairs(hits) do
+            local obj = decode(ev.data)
+            local u, raw, final = _M.from_event(acc.protocol, ev.event, obj)
+            if u then
+                _M.add(acc, u, raw, final)
+            end
+        end
+    end
+
+    if compact == nil and region ~= "" and find(region, '":', 1, true) then
+        -- decided on the first region with a key; this one was searched the slow way
+        acc.compact = not (find(region, '": ', 1, true) or find(region, '" :', 1, true))
+        compact = false
+    end
+
+    observe_region(acc, region, compact)
+    return region
+end
+
+
+-- check_done(acc, region): whether region holds the protocol's terminal event.
+local function check_done(acc, region)
+    local m = acc.markers
+    if acc.done or not m or not region then
+        return
+    end
+
+    for _, d in ipairs(m.done) do
+        if find(region, d, 1, true) then
+            acc.done = true
+            return
+        end
+    end
+end
+
+
+-- finish_stream(acc) at end of stream: the flushed tail counts too.
+function _M.finish_stream(acc, st)
+    check_done(acc, acc.last)
+    local events = sse.flush(st)
+    for _, ev in ipairs(events) do
+        if find(ev.data, '"usage"', 1, true) then
+            local u, raw, final = _M.from_event(acc.protocol, ev.event, decode(ev.data))
+            if u then
+                _M.add(acc, u, raw, final)
+            end
+        end
+
+        local region = "data: " .. ev.data .. "\n\n"
+        observe_region(acc, region)
+        check_done(acc, region)
+    end
+end
+
+
+-- observe_event(acc, event_name, obj, data): the conversion path, where each event is decoded
+-- anyway. Usage from the object; text and tool calls from the raw data.
+function _M.observe_event(acc, event_name, obj, data)
+    local u, raw, final = _M.from_event(acc.protocol, event_name, obj)
+    if u then
+        _M.add(acc, u, raw, final)
+    end
+
+    if data then
+        observe_region(acc, data)
+        check_done(acc, data)
+    end
+end
+
+
+local function estimate_bytes(n)
+    if n <= 0 then
+        return 0
+    end
+
+    return ceil(n / BYTES_PER_TOKEN)
+end
+_M.estimate_bytes = estimate_bytes
+
+
+-- Keys whose string values are not prompt text (ids, media, URLs).
+local SKIP_KEYS = {
+    data = true, url = true, image_url = true, id = true, tool_call_id = true,
+    tool_use_id = true, type = true, role = true, media_type = true, file_data = true,
+}
+
+
+local function count_strings(v, depth)
+    if depth > 32 then
+        return 0
+    end
+
+    local t = type(v)
+    if t == "string" then
+        return #v
+    end
+
+    if t ~= "table" then
+        return 0
+    end
+
+    local n = 0
+    for k, item in pairs(v) do
+        if not SKIP_KEYS[k] then
+            n = n + count_strings(item, depth + 1)
+        end
+    end
+
+    return n
+end
+
+
+-- estimate_prompt(body) -> tokens: the text the client sent (messages, system, input,
+-- instructions, tools), ~4 bytes a token plus a few per message.
+function _M.estimate_prompt(body)
+    if type(body) ~= "table" then
+        return 0
+    end
+
+    local bytes = 0
+    local messages = 0
+    for _, key in ipairs({ "messages", "system", "input", "instructions", "tools", "prompt" }) do
+        local v = body[key]
+        if v ~= nil then
+            bytes = bytes + count_strings(v, 0)
+            if type(v) == "table" then
+                messages = messages + #v
+            end
+        end
+    end
+
+    return estimate_bytes(bytes) + messages * MESSAGE_OVERHEAD_TOKENS
+end
+
+
+-- finish(acc, prompt_estimate) -> usage, raw, estimated. Exact when the provider's final usage
+-- arrived; otherwise what it did report, completed by estimates.
+function _M.finish(acc, prompt_estimate)
+    if acc.final and acc.usage then
+        return acc.usage, acc.raw, false
+    end
+
+    local u = acc.usage or _M.zero()
+    local est = estimate_bytes(acc.text_bytes)
+    if acc.deltas > est then
+        est = acc.deltas
+    end
+
+    if u.completion_tokens < est then
+        u.completion_tokens = est
+    end
+
+    if u.prompt_tokens == 0 then
+        u.prompt_tokens = prompt_estimate or 0
+    end
+
+    u.total_tokens = u.prompt_tokens + u.completion_tokens
+    return u, acc.raw, true
+end
+
+
+-- Response text of a stream, when collected.
+function _M.text(acc)
+    if not acc.texts then
+        return nil
+    end
+
+    return table.concat(acc.texts)
+end
+
+
+return _M

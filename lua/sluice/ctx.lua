@@ -1,0 +1,147 @@
+-- sluice.ctx: the per-request context shared by all plugins of a request.
+--
+--   ctx.var            request variables, computed on first use and cached; plugins may set
+--                      their own. Built in: remote_addr, remote_port, uri (path), request_uri
+--                      (path?query), args (query string), host, method, scheme,
+--                      server_protocol, http_<header> (dashes as underscores), arg_<name>,
+--                      route_id, route_name, service_id, consumer_name, request_time.
+--                      Set by ai-proxy: request_type, request_llm_model, llm_model,
+--                      llm_time_to_first_token, llm_prompt_tokens, llm_completion_tokens,
+--                      llm_total_tokens, llm_stream, llm_* (see README "Access log").
+--                      Set by the core after the upstream answered: upstream_addr,
+--                      upstream_status, upstream_response_time (ms), upstream_header_time.
+--   ctx.route          the matched route (read-only)
+--   ctx.route_id       its id
+--   ctx.consumer       the consumer identified by an auth plugin (key-auth), or nil
+--   ctx.consumer_name  its username
+--   ctx.upstream_target  set by pdk.upstream.set(): the request goes there instead
+--   ctx.chunk, ctx.eof body_filter: the current piece of the response body and whether it is
+--                      the last; assign ctx.chunk to change it ("" drops it)
+--   ctx.upstream_aborted  reason given to pdk.upstream.abort()
+--   ctx[<plugin name>] plugin-private state
+local http = require("sluice.http")
+local request = require("sluice.pdk.request")
+
+local sub = string.sub
+local gsub = string.gsub
+local lower = string.lower
+local rawset = rawset
+local setmetatable = setmetatable
+
+local _M = {}
+
+local builtin = {}
+
+function builtin.remote_addr(ctx)
+    return ctx._remote_addr
+end
+
+function builtin.remote_port()
+    return (http.conn_info())
+end
+
+function builtin.uri(ctx)
+    return ctx._path
+end
+
+function builtin.request_uri()
+    return http.get_uri()
+end
+
+function builtin.args(ctx)
+    return ctx._query
+end
+
+function builtin.host(ctx)
+    return ctx._host
+end
+
+function builtin.method(ctx)
+    return ctx._method
+end
+
+function builtin.request_method(ctx)
+    return ctx._method
+end
+
+function builtin.scheme()
+    local _, ssl = http.conn_info()
+    return ssl and "https" or "http"
+end
+
+function builtin.server_protocol()
+    local _, _, v = http.conn_info()
+    return v == 10 and "HTTP/1.0" or "HTTP/1.1"
+end
+
+function builtin.route_id(ctx)
+    return ctx.route_id
+end
+
+function builtin.route_name(ctx)
+    return ctx.route and ctx.route.name
+end
+
+function builtin.service_id(ctx)
+    return ctx.route and ctx.route.service_id
+end
+
+function builtin.consumer_name(ctx)
+    return ctx.consumer_name
+end
+
+function builtin.request_body()
+    return http.get_body()
+end
+
+
+local var_mt = {
+    __index = function(t, key)
+        local ctx = t._ctx
+        local fn = builtin[key]
+        local v
+        if fn then
+            v = fn(ctx)
+        elseif sub(key, 1, 5) == "http_" then
+            v = http.get_header(gsub(sub(key, 6), "_", "-"))
+        elseif sub(key, 1, 4) == "arg_" then
+            v = request.get_args(ctx)[sub(key, 5)]
+            if type(v) == "table" then
+                v = v[1]
+            end
+        elseif sub(key, 1, 7) == "cookie_" then
+            local cookie = http.get_header("cookie")
+            if cookie then
+                local name = sub(key, 8)
+                for k, val in cookie:gmatch("([^=;%s]+)=([^;]*)") do
+                    if k == name then
+                        v = val
+                        break
+                    end
+                end
+            end
+        end
+
+        if v ~= nil then
+            rawset(t, key, v)
+        end
+
+        return v
+    end,
+}
+
+
+function _M.new(method, path, query, host, remote_addr)
+    local ctx = {
+        _method = method,
+        _path = path,
+        _query = query,
+        _host = host and lower((host:gsub(":%d+$", ""))) or "",
+        _remote_addr = remote_addr,
+    }
+    ctx.var = setmetatable({ _ctx = ctx }, var_mt)
+    return ctx
+end
+
+
+return _M

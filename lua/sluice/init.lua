@@ -1,0 +1,401 @@
+-- sluice.init: the entry points the C host calls. init_worker() once per worker;
+-- http_request(), admin_request() and metrics_request() in a fresh coroutine per request,
+-- by listener kind. http_request() is the request's whole life: route, rewrite, access,
+-- upstream, header_filter, body_filter per chunk, finish, then log (the client already has
+-- its response when log runs).
+local core = require("sluice.core")
+local http = require("sluice.http")
+local upstream = require("sluice.upstream")
+local cjson = require("cjson.safe")
+local plugin = require("sluice.plugin")
+local config = require("sluice.config")
+local ctx_mod = require("sluice.ctx")
+local balancer = require("sluice.balancer")
+local accesslog = require("sluice.accesslog")
+local pdk = require("sluice.pdk")
+
+local type = type
+local tostring = tostring
+local floor = math.floor
+local run = plugin.run
+local plan = config.plan
+
+local NOT_FOUND = '{"error_msg":"404 Route Not Found"}\n'
+local JSON = "application/json"
+
+local _M = {}
+
+local node_conf
+local metrics
+local log_enabled = true
+
+
+local function log_error(...)
+    pdk.log.error(...)
+end
+
+
+local function respond(status, body)
+    local t = type(body)
+    if t == "table" then
+        http.respond(status, (cjson.encode(body) or "{}") .. "\n", JSON)
+    elseif t == "string" then
+        http.respond(status, body, nil)
+    elseif status >= 400 then
+        http.respond(status, '{"error_msg":"' .. status .. ' ' .. (status == 401 and "Unauthorized"
+            or status == 403 and "Forbidden" or status == 429 and "Too Many Requests"
+            or status == 503 and "Service Unavailable" or "Error") .. '"}\n', JSON)
+    else
+        http.respond(status, "", nil)
+    end
+end
+
+
+-- APISIX's _meta.error_response replaces the body of a >= 400 exit
+local function exit_body(ctx, code, body)
+    local meta = ctx.plugin_meta
+    if code >= 400 and meta and meta.error_response then
+        return meta.error_response
+    end
+
+    return body
+end
+
+
+local function finish_log(ctx, list)
+    local status, bytes_sent, request_time, client_gone, _, start = http.log_info()
+    local info = { status = status, bytes_sent = bytes_sent, request_time = request_time,
+                   client_gone = client_gone, start = start }
+    ctx.var.status = status
+    ctx.var.request_time = request_time
+    ctx.log_info = info
+
+    if list then
+        run(list, "log", ctx, log_error)
+    end
+
+    if metrics then
+        metrics.record(ctx, info)
+    end
+
+    if log_enabled then
+        accesslog.write(ctx, info)
+    end
+end
+
+
+local function set_upstream_vars(ctx)
+    local addr, status, header_ms, total_ms = upstream.info()
+    if addr then
+        local var = ctx.var
+        var.upstream_addr = var.upstream_addr or addr
+        var.upstream_status = status > 0 and status or ""
+        var.upstream_header_time = header_ms >= 0 and floor(header_ms + 0.5) or ""
+        var.upstream_response_time = total_ms >= 0 and floor(total_ms + 0.5) or ""
+    end
+end
+
+
+-- sends the request to the plugin's target or the route's upstream; returns status or
+-- nil, err, gateway_status
+local function proxy(ctx, route_up)
+    local target = ctx.upstream_target
+    if target then
+        local t = target.timeout or {}
+        ctx.var.upstream_addr = target.addr or target.url:match("^%a+://([^/?#]+)")
+        return upstream.proxy({
+            url = target.url,
+            method = target.method,
+            headers = target.headers,
+            body = target.body,
+            host = target.host,
+            addr = ctx.var.upstream_addr,
+            connect_timeout = t.connect,
+            send_timeout = t.send,
+            read_timeout = t.read,
+            ssl_verify = target.ssl_verify ~= false,
+            keepalive = target.keepalive ~= false,
+        })
+    end
+
+    if not route_up then
+        return nil, "missing upstream configuration in Route or Service", 503
+    end
+
+    local tried
+    local retries = route_up.retries
+    local scheme = route_up.scheme or "http"
+    local timeout = route_up.timeout or {}
+    local uri = http.get_uri()
+    while true do
+        local node, err = balancer.pick(route_up, tried)
+        if not node then
+            return nil, err, 502
+        end
+
+        local host
+        local pass = route_up.pass_host or "pass"
+        if pass == "node" then
+            host = node.port == (scheme == "https" and 443 or 80) and node.host or node.addr
+        elseif pass == "rewrite" then
+            host = route_up.upstream_host
+        else
+            host = ctx._raw_host
+        end
+
+        ctx.var.upstream_addr = node.addr
+        local status, perr, code = upstream.proxy({
+            url = scheme .. "://" .. node.addr .. uri,
+            addr = node.addr,
+            host = host,
+            connect_timeout = timeout.connect,
+            send_timeout = timeout.send,
+            read_timeout = timeout.read,
+            ssl_verify = not (route_up.tls and route_up.tls.verify == false),
+        })
+        if status or code ~= 502 then
+            return status, perr, code
+        end
+
+        -- connect failure before anything was sent back: try another node
+        tried = tried or {}
+        tried[node.addr] = true
+        if retries == nil then
+            retries = balancer.node_count(route_up) - 1
+        end
+
+        if retries <= 0 then
+            return status, perr, code
+        end
+
+        retries = retries - 1
+        log_error("upstream ", node.addr, " failed (", perr, "), retrying")
+    end
+end
+
+
+local function serve(ctx, list, route_up)
+    local status, err, code = proxy(ctx, route_up)
+    set_upstream_vars(ctx)
+
+    if not status then
+        ctx.var.error_reason = err
+        if code == 499 then
+            return
+        end
+
+        http.error(code or 502, code == 504 and "upstream timed out"
+                               or code == 503 and err or "upstream failed: " .. tostring(err))
+        return
+    end
+
+    if list.has.header_filter then
+        run(list, "header_filter", ctx, log_error)
+    end
+
+    if not list.has.body_filter then
+        http.send_headers()
+        upstream.pass_body()
+        set_upstream_vars(ctx)
+        return
+    end
+
+    http.send_headers(true)
+    while true do
+        local chunk, eof, rerr = upstream.read_body()
+        if chunk == nil then
+            break
+        end
+
+        ctx.chunk = chunk
+        ctx.eof = eof
+        if rerr then
+            ctx.upstream_error = rerr
+        end
+
+        run(list, "body_filter", ctx, log_error)
+        local out = ctx.chunk
+        if out and out ~= "" then
+            http.send_body(out)
+        end
+
+        if eof or ctx.upstream_aborted then
+            if rerr then
+                ctx.var.error_reason = rerr
+            end
+
+            break
+        end
+    end
+
+    set_upstream_vars(ctx)
+end
+
+
+function _M.http_request()
+    local method, path, query, host, remote_addr = http.info()
+    local snap = config.current()
+    local ctx = ctx_mod.new(method, path, query, host, remote_addr)
+    ctx._raw_host = host
+
+    local route = snap.router:match(method, path, ctx._host, ctx.var)
+    if not route then
+        http.respond(404, NOT_FOUND, JSON)
+        finish_log(ctx, nil)
+        return
+    end
+
+    ctx.route = route
+    ctx.route_id = route.id
+    ctx.conf_version = snap.version
+    local info = snap.info[route]
+    local list = plan(snap, route, nil)
+
+    local code, body = run(list, "rewrite", ctx, log_error)
+    if not code and ctx.consumer then
+        ctx.consumer_name = ctx.consumer.username
+        list = plan(snap, route, ctx.consumer)
+    end
+
+    if not code then
+        code, body = run(list, "access", ctx, log_error)
+    end
+
+    if code then
+        respond(code, exit_body(ctx, code, body))
+    else
+        serve(ctx, list, info.upstream)
+        http.finish()
+    end
+
+    finish_log(ctx, list)
+end
+
+
+function _M.admin_request()
+    local method, path, query, _, remote_addr = http.info()
+    local admin = _M.admin
+    if not admin then
+        http.respond(404, NOT_FOUND, JSON)
+        return
+    end
+
+    local status, body, headers = admin.handle({
+        method = method,
+        path = path,
+        args = pdk.request.decode_args(query),
+        headers = http.get_headers(),
+        body = http.get_body(),
+        remote_addr = remote_addr,
+    })
+
+    if headers then
+        for k, v in pairs(headers) do
+            http.set_resp_header(k, v)
+        end
+    end
+
+    if type(body) == "table" then
+        http.respond(status, (cjson.encode(body) or "{}") .. "\n", JSON)
+    else
+        http.respond(status, body or "", (headers and headers["Content-Type"]) and nil or "text/plain")
+    end
+end
+
+
+function _M.metrics_request()
+    local method, path = http.info()
+    if path ~= "/apisix/prometheus/metrics" or (method ~= "GET" and method ~= "HEAD") then
+        http.respond(404, NOT_FOUND, JSON)
+        return
+    end
+
+    if not metrics then
+        http.respond(200, "", "text/plain; version=0.0.4")
+        return
+    end
+
+    http.respond(200, metrics.collect(), "text/plain; version=0.0.4; charset=utf-8")
+end
+
+
+local function version_fn()
+    local dict = pdk.shared["sluice-config"]
+    return dict and dict:get("version") or 0
+end
+
+
+function _M.init_worker(conf_json, slot, workers, generation)
+    node_conf = cjson.decode(conf_json)
+    node_conf.home = core.home
+    log_enabled = node_conf.access_log ~= false and node_conf.access_log ~= nil
+
+    local ok, err = plugin.init(node_conf, core.home)
+    if not ok then
+        error(err)
+    end
+
+    ok, err = config.init(node_conf, {
+        log = function(_, ...) pdk.log.error(...) end,
+        version_fn = version_fn,
+    })
+    if not ok then
+        error(err)
+    end
+
+    local has_metrics, m = pcall(require, "sluice.metrics")
+    if has_metrics then
+        metrics = m
+        metrics.init(node_conf)
+    end
+
+    local has_admin, admin = pcall(require, "sluice.admin")
+    if has_admin and node_conf.admin then
+        admin.init({
+            keys = node_conf.admin.keys,
+            allow = node_conf.admin.allow,
+            data_dir = node_conf.prefix .. "/data",
+            keyring = node_conf.data_encryption and node_conf.data_encryption.keyring,
+            max_body = 16 * 1024 * 1024,
+            plugins = plugin,
+            store = config.store(),
+            on_change = function()
+                local dict = pdk.shared["sluice-config"]
+                if dict then
+                    dict:incr("version", 1, 0)
+                end
+
+                config.refresh(false)
+            end,
+            on_plugins_reload = function()
+                local dict = pdk.shared["sluice-config"]
+                if dict then
+                    dict:incr("plugins_version", 1, 0)
+                end
+            end,
+        })
+        _M.admin = admin
+    elseif not has_admin and node_conf.admin then
+        pdk.log.warn("admin API not available: ", admin)
+    end
+
+    -- follow the configuration source and plugin reloads
+    local plugins_version = version_fn and (pdk.shared["sluice-config"]
+        and pdk.shared["sluice-config"]:get("plugins_version")) or 0
+    pdk.timer.every(node_conf.config.provider == "file" and 1 or 0.1, function()
+        local dict = pdk.shared["sluice-config"]
+        local pv = dict and dict:get("plugins_version") or 0
+        if pv ~= plugins_version then
+            plugins_version = pv
+            local rok, rerr = plugin.load_all()
+            if not rok then
+                pdk.log.error("plugin reload failed: ", rerr)
+            end
+        end
+
+        config.refresh(false)
+    end)
+end
+
+
+return _M

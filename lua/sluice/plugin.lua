@@ -1,0 +1,247 @@
+-- sluice.plugin: loading plugins from disk (plugin_paths first, then the bundled plugins/),
+-- re-loading them, checking a plugin's configuration, and running a phase over a route's
+-- plugin list in priority order (highest first). Each phase call is protected: a plugin
+-- that throws is logged with its name and traceback and the client gets a JSON 500.
+local schema_ok, schema = pcall(require, "sluice.schema")
+
+local pairs = pairs
+local ipairs = ipairs
+local type = type
+local sort = table.sort
+local xpcall = xpcall
+local traceback = debug.traceback
+
+local PHASES = { "rewrite", "access", "header_filter", "body_filter", "log" }
+
+local _M = { PHASES = PHASES }
+
+local plugins = {}          -- name -> module
+local names = {}            -- enabled names, in configuration order
+local search = {}           -- directories, first match wins
+local generation = 0
+
+
+local function file_exists(path)
+    local f = io.open(path, "rb")
+    if f then
+        f:close()
+        return true
+    end
+
+    return false
+end
+
+
+local function load_one(name)
+    for _, dir in ipairs(search) do
+        local path = dir .. "/" .. name .. ".lua"
+        if file_exists(path) then
+            local chunk, err = loadfile(path)
+            if not chunk then
+                return nil, "failed to load plugin [" .. name .. "]: " .. err
+            end
+
+            local ok, mod = pcall(chunk, name)
+            if not ok then
+                return nil, "failed to load plugin [" .. name .. "]: " .. tostring(mod)
+            end
+
+            if type(mod) ~= "table" then
+                return nil, "plugin [" .. name .. "] must return a table"
+            end
+
+            mod.name = mod.name or name
+            mod.priority = mod.priority or 0
+            mod.schema = mod.schema or { type = "object" }
+            return mod
+        end
+    end
+
+    return nil, "plugin [" .. name .. "] not found in " .. table.concat(search, ", ")
+end
+
+
+-- conf: the normalised node configuration (plugins, plugin_paths); home: install dir
+function _M.init(conf, home)
+    search = {}
+    for _, dir in ipairs(conf.plugin_paths or {}) do
+        search[#search + 1] = dir
+    end
+
+    search[#search + 1] = home .. "/plugins"
+    names = conf.plugins or {}
+    return _M.load_all()
+end
+
+
+-- (re)loads every enabled plugin; on any failure nothing changes
+function _M.load_all()
+    local next_plugins = {}
+    for _, name in ipairs(names) do
+        local mod, err = load_one(name)
+        if not mod then
+            -- a bundled name that does not exist (yet) is skipped, a broken file is fatal
+            if not err:find("not found", 1, true) then
+                return nil, err
+            end
+        else
+            next_plugins[name] = mod
+        end
+    end
+
+    plugins = next_plugins
+    generation = generation + 1
+    return true
+end
+
+
+function _M.generation()
+    return generation
+end
+
+
+function _M.get(name)
+    return plugins[name]
+end
+
+
+function _M.list()
+    local list = {}
+    for _, name in ipairs(names) do
+        if plugins[name] then
+            list[#list + 1] = name
+        end
+    end
+
+    return list
+end
+
+
+-- validates (and fills defaults of) one plugin's configuration
+function _M.check_conf(name, conf, schema_type)
+    local mod = plugins[name]
+    if not mod then
+        return nil, "unknown plugin [" .. name .. "]"
+    end
+
+    if type(conf) ~= "table" then
+        return nil, "failed to check the configuration of plugin " .. name
+                    .. " err: wrong type: expected object, got " .. type(conf)
+    end
+
+    local s = mod.schema
+    if schema_type == "metadata" then
+        s = mod.metadata_schema or { type = "object" }
+    elseif schema_type == "consumer" then
+        s = mod.consumer_schema or mod.schema
+    end
+
+    if schema_ok then
+        local ok, err = schema.check(s, conf)
+        if not ok then
+            return nil, "failed to check the configuration of plugin " .. name .. " err: " .. err
+        end
+    end
+
+    if mod.check_schema and schema_type ~= "metadata" then
+        local ok, err = mod.check_schema(conf, schema_type)
+        if not ok and err then
+            return nil, "failed to check the configuration of plugin " .. name .. " err: " .. err
+        end
+    end
+
+    return true
+end
+
+
+local function by_priority(a, b)
+    if a.priority ~= b.priority then
+        return a.priority > b.priority
+    end
+
+    return a.name < b.name
+end
+
+
+-- builds the ordered list for a set of plugin configurations {name = conf}; later tables
+-- win for the same name (global < service < plugin_config < route < consumer)
+function _M.build(...)
+    local merged = {}
+    for i = 1, select("#", ...) do
+        local set = select(i, ...)
+        if set then
+            for name, conf in pairs(set) do
+                if type(conf) == "table" and not (conf._meta and conf._meta.disable) then
+                    merged[name] = conf
+                end
+            end
+        end
+    end
+
+    local list = {}
+    for name, conf in pairs(merged) do
+        local mod = plugins[name]
+        if mod then
+            list[#list + 1] = { name = name, mod = mod, conf = conf, priority = mod.priority }
+        end
+    end
+
+    sort(list, by_priority)
+
+    local has = {}
+    for _, phase in ipairs(PHASES) do
+        has[phase] = false
+        for _, p in ipairs(list) do
+            if p.mod[phase] then
+                has[phase] = true
+            end
+        end
+    end
+
+    list.has = has
+    list.generation = generation
+    return list
+end
+
+
+local current_plugin
+
+local function on_error(err)
+    return traceback(tostring(err), 2)
+end
+
+
+-- runs phase over list; returns status, body when a plugin ends the request (rewrite and
+-- access), or 500, err when one throws
+function _M.run(list, phase, ctx, log)
+    if not list.has[phase] then
+        return nil
+    end
+
+    for i = 1, #list do
+        local p = list[i]
+        local fn = p.mod[phase]
+        if fn then
+            current_plugin = p.name
+            local ok, code, body = xpcall(fn, on_error, p.conf, ctx)
+            if not ok then
+                log("plugin ", p.name, " failed in ", phase, ": ", code)
+                return 500, { error_msg = "internal server error" }, p.name
+            end
+
+            if code and (phase == "rewrite" or phase == "access") then
+                return code, body, p.name
+            end
+        end
+    end
+
+    return nil
+end
+
+
+function _M.current()
+    return current_plugin
+end
+
+
+return _M

@@ -1,0 +1,763 @@
+-- ai-proxy: proxies OpenAI-compatible (and Anthropic) requests to one LLM provider, relays
+-- streams as they arrive and accounts the tokens used. Name, priority and schema as APISIX's.
+--
+-- access: reads and checks the body, detects the client protocol, picks the protocol spoken
+--   to the provider, builds the request (ai/request.lua) and hands it to the core's upstream
+--   layer (pdk.upstream.set); the LLM call is libcurl's, not a Lua socket loop.
+-- header_filter: picks how the body is handled from the upstream status and Content-Type:
+--   raw       429/5xx and other errors, passthrough: bytes untouched, no accounting
+--   stream    SSE relayed chunk by chunk unchanged; usage found by a scan that decodes only
+--             the usage-carrying event(s) (ai/usage.lua scan_stream)
+--   stream_convert  SSE parsed, each event decoded and converted (ai/convert.lua)
+--   tee       non-streaming JSON relayed unchanged while the chunks are kept by reference;
+--             at the end the usage object is cut out and decoded alone
+--   hold      as tee, but held back until the end because max_response_bytes is set (an
+--             over-long body is answered 502 instead of cut mid-JSON)
+--   convert   non-streaming body collected, decoded, converted, sent at the end
+--   The cheapest correct choice: only conversion or a response size limit hold bytes back;
+--   usage never does.
+-- body_filter: per chunk: TTFT (first chunk with an SSE data line; for non-streaming bodies
+--   the end, as APISIX), usage, conversion, limits (max_response_bytes,
+--   max_stream_duration_ms) through pdk.upstream.abort.
+-- log: final llm_* variables; a stream that did not end normally (client gone, limit hit,
+--   provider died) or never reported usage is accounted from what was seen, with
+--   ctx.var.llm_usage_estimated = true; llm_summary when logging.summaries.
+--
+-- Per-request state lives in ctx["ai-proxy"]; ai-proxy-multi reuses read_request(),
+-- proxy_to() and the phase functions, which read only the shared top-level settings of conf.
+local pdk = require("sluice.pdk")
+local cjson = require("cjson.safe")
+local ai_schema = require("sluice.ai.schema")
+local providers = require("sluice.ai.providers")
+local protocols = require("sluice.ai.protocols")
+local request = require("sluice.ai.request")
+local usage = require("sluice.ai.usage")
+local sse = require("sluice.ai.sse")
+local convert = require("sluice.ai.convert")
+
+local type = type
+local pcall = pcall
+local ipairs = ipairs
+local pairs = pairs
+local tonumber = tonumber
+local tostring = tostring
+local find = string.find
+local sub = string.sub
+local lower = string.lower
+local floor = math.floor
+local concat = table.concat
+local decode = cjson.decode
+
+local NAME = "ai-proxy"
+local DEFAULT_MAX_BODY = 67108864
+local NO_OUTPUT_MSG = "streaming response completed without producing any output; the "
+    .. "upstream likely returned a different stream format than the converter expects"
+
+-- Provider response headers passed to the client when the core can list them; without a
+-- list, STRIP_HEADERS are removed instead (they identify the gateway's account or are
+-- meaningless to the client).
+local PASS_HEADERS = {
+    ["content-type"] = true, ["content-length"] = true, ["content-encoding"] = true,
+    ["transfer-encoding"] = true, ["connection"] = true, ["date"] = true, ["vary"] = true,
+    ["cache-control"] = true, ["retry-after"] = true, ["retry-after-ms"] = true,
+    ["x-request-id"] = true, ["request-id"] = true, ["openai-processing-ms"] = true,
+    ["openai-version"] = true, ["x-should-retry"] = true,
+}
+local PASS_PREFIXES = { "x-ratelimit-", "anthropic-ratelimit-", "ratelimit-" }
+local STRIP_HEADERS = {
+    "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id",
+    "cf-ray", "cf-cache-status", "alt-svc", "x-envoy-upstream-service-time",
+}
+
+-- Protocols whose streams carry usage (others are relayed raw).
+local STREAM_USAGE = {
+    ["openai-chat"] = true, ["anthropic-messages"] = true, ["openai-responses"] = true,
+}
+local BODY_USAGE = {
+    ["openai-chat"] = true, ["anthropic-messages"] = true, ["openai-responses"] = true,
+    ["openai-embeddings"] = true,
+}
+
+local _M = {
+    name = NAME,
+    version = 0.5,
+    priority = 1040,
+    schema = ai_schema.ai_proxy,
+    encrypt_fields = ai_schema.encrypt_fields,
+}
+
+
+-- Whole milliseconds; rounded, since now() has ms precision and 0.3 s is 299.99... ms.
+local function ms(seconds)
+    return floor(seconds * 1000 + 0.5)
+end
+
+
+function _M.check_schema(conf)
+    return ai_schema.check_instance(conf)
+end
+
+
+-- read_request(conf, ctx) -> body, raw | nil, status, resp. Checks Content-Type, reads and
+-- decodes the body, detects the protocol; sets request_type, request_llm_model and
+-- ctx.ai_client_protocol. Statuses and bodies as APISIX's (reference §2.7).
+function _M.read_request(conf, ctx)
+    local ct = pdk.request.header(ctx, "Content-Type") or "application/json"
+    if sub(ct, 1, 16) ~= "application/json" then
+        return nil, 400, "unsupported content-type: " .. ct
+                         .. ", only application/json is supported"
+    end
+
+    local max = conf.max_req_body_size or DEFAULT_MAX_BODY
+    local raw, err = pdk.request.get_body(max, ctx)
+    if err then
+        local status = 400
+        local msg = tostring(err)
+        if find(msg, "greater than", 1, true) or find(msg, "large", 1, true)
+           or find(msg, "size", 1, true) then
+            status = 413
+            if not find(msg, "greater than the maximum size", 1, true) then
+                local cl = tonumber(pdk.request.header(ctx, "Content-Length"))
+                if cl then
+                    msg = "request size " .. cl .. " is greater than the maximum size "
+                          .. max .. " allowed"
+                end
+            end
+        end
+
+        pdk.log.warn("failed to read request body: ", msg)
+        return nil, status, { message = "could not get body: " .. msg }
+    end
+
+    if raw == nil or raw == "" then
+        return nil, 400, { message = "could not get body: request body is empty" }
+    end
+
+    local body = pdk.request.get_json(ctx, max)
+    if body == nil then
+        local v, derr = decode(raw)
+        if derr then
+            return nil, 400, { message = "could not parse JSON request body: " .. derr }
+        end
+
+        body = v                    -- valid JSON that is not an object: no protocol below
+    end
+
+    if type(body) == "table" and (type(body.model) == "string"
+                                  or type(body.model) == "number") then
+        ctx.var.request_llm_model = body.model
+    end
+
+    local proto = protocols.detect(body, ctx.var.uri or pdk.request.get_path())
+    if not proto then
+        return nil, 400, "no matching AI protocol for the request"
+    end
+
+    ctx.ai_client_protocol = proto
+    ctx.var.request_type = protocols.is_streaming(proto, body) and "ai_stream" or "ai_chat"
+    return body, raw
+end
+
+
+local function endpoint_has_path(inst)
+    local o = inst.override
+    if type(o) ~= "table" or o.endpoint == nil then
+        return false
+    end
+
+    local ep = ai_schema.parse_endpoint(o.endpoint)
+    return ep ~= nil and ep.path ~= nil
+end
+
+
+-- proxy_to(conf, inst, ctx, body, raw, instance_name) -> nil | status, body. Routes the
+-- client protocol to the provider, builds the upstream request and sets it. `inst` is the
+-- ai-proxy conf itself or one ai-proxy-multi instance.
+function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
+    local provider, perr = providers.get(inst.provider)
+    if not provider then
+        return 500, { error_msg = perr }
+    end
+
+    local client = ctx.ai_client_protocol
+    local target, converting = protocols.route(client, provider, endpoint_has_path(inst))
+    if not target then
+        return 400, converting
+    end
+
+    local client_headers
+    if converting or provider.default_headers then
+        client_headers = pdk.request.headers(ctx)
+    end
+
+    local query, method
+    if target == "passthrough" then
+        local uri = pdk.request.get_uri() or ""
+        local q = find(uri, "?", 1, true)
+        query = q and sub(uri, q + 1) or nil
+        method = pdk.request.get_method()
+    end
+
+    local cstate = {}
+    local req, info, errbody = request.build({
+        instance = inst,
+        conf = conf,
+        provider = provider,
+        client_protocol = client,
+        target_protocol = target,
+        converting = converting,
+        body = body,
+        raw = raw,
+        uri = ctx.var.uri or pdk.request.get_path(),
+        query = query,
+        method = method,
+        client_headers = client_headers,
+        state = cstate,
+    })
+    if not req then
+        if info ~= 400 then
+            pdk.log.error("failed to build request: ", errbody and errbody.error_msg)
+        end
+
+        return info, errbody
+    end
+
+    local var = ctx.var
+    local model = request.model(inst, body)
+    if model ~= nil then
+        var.llm_model = model
+    end
+
+    cstate.model = model
+    local stream_req = var.request_type == "ai_stream"
+    var.llm_stream = stream_req and "true" or "false"
+    var.llm_tool_count = protocols.tool_count(info.body)
+    local end_user = protocols.end_user_id(target, info.body)
+    if end_user then
+        var.llm_end_user_id = end_user
+    end
+
+    local logging = conf.logging
+    local collect = (type(logging) == "table" and logging.payloads == true)
+                    or ctx.llm_collect_response_text == true
+    if collect then
+        var.llm_request_body = info.body
+    end
+
+    ctx.picked_ai_instance_name = instance_name
+    ctx.picked_ai_instance = inst
+    ctx.balancer_ip = instance_name
+    ctx.ai_target_protocol = target
+    ctx.ai_converter = info.converter
+
+    local now = pdk.time.now()
+    ctx.llm_request_start_time = now
+    ctx[NAME] = {
+        client = client,
+        target = target,
+        converter = info.converter,
+        cstate = cstate,
+        body = body,
+        collect = collect,
+        start = now,
+        bytes = 0,
+    }
+
+    pdk.upstream.set(ctx, req)
+    return nil
+end
+
+
+function _M.access(conf, ctx)
+    local body, raw, resp = _M.read_request(conf, ctx)
+    if not body then
+        return raw, resp
+    end
+
+    return _M.proxy_to(conf, conf, ctx, body, raw, "ai-proxy-" .. conf.provider)
+end
+
+
+local function filter_response_headers()
+    local get_headers = pdk.response.get_headers
+    if get_headers then
+        local headers = get_headers()
+        if type(headers) == "table" then
+            for name in pairs(headers) do
+                local lname = lower(name)
+                local keep = PASS_HEADERS[lname]
+                if not keep then
+                    for _, prefix in ipairs(PASS_PREFIXES) do
+                        if sub(lname, 1, #prefix) == prefix then
+                            keep = true
+                            break
+                        end
+                    end
+                end
+
+                if not keep then
+                    pdk.response.set_header(name, nil)
+                end
+            end
+
+            return
+        end
+    end
+
+    for _, name in ipairs(STRIP_HEADERS) do
+        if pdk.response.get_header(name) ~= nil then
+            pdk.response.set_header(name, nil)
+        end
+    end
+end
+
+
+function _M.header_filter(conf, ctx)
+    local st = ctx[NAME]
+    if not st then
+        return
+    end
+
+    local status = tonumber(pdk.response.get_upstream_status(ctx)) or 200
+    local ct = pdk.response.get_header("Content-Type") or ""
+    local now = pdk.time.now()
+    st.status = status
+    st.streaming = find(ct, "text/event-stream", 1, true) ~= nil
+    filter_response_headers()
+
+    if status == 429 or status >= 500 then
+        -- the provider's error, with its body and headers; TTFT = time to the error
+        st.mode = "raw"
+        st.failed = true
+        ctx.var.llm_time_to_first_token = ms(now - st.start)
+        st.ttft = true
+        return
+    end
+
+    local max_bytes = conf.max_response_bytes
+    if st.streaming then
+        if conf.max_stream_duration_ms then
+            st.deadline = st.start + conf.max_stream_duration_ms / 1000
+        end
+
+        if st.converter then
+            st.mode = "stream_convert"
+            st.sse = sse.new()
+            st.ss = st.converter.new_stream(st.cstate)
+            st.acc = usage.new_stream(st.target, st.collect)
+            pdk.response.set_header("Content-Length", nil)
+
+        elseif STREAM_USAGE[st.target] then
+            st.mode = "stream"
+            st.sse = sse.new()
+            st.acc = usage.new_stream(st.target, st.collect)
+
+        else
+            st.mode = "raw"
+        end
+
+        return
+    end
+
+    st.nonstream = true
+    if st.converter and status < 500 then
+        st.mode = "convert"
+        st.parts = {}
+        pdk.response.set_header("Content-Length", nil)
+
+    elseif status >= 400 or not BODY_USAGE[st.target] then
+        st.mode = "raw"
+
+    else
+        st.mode = max_bytes and "hold" or "tee"
+        st.parts = {}
+    end
+
+    if max_bytes then
+        local cl = tonumber(pdk.response.get_header("Content-Length"))
+        if cl and cl > max_bytes then
+            pdk.log.warn("aborting AI response: Content-Length ", cl,
+                         " exceeds max_response_bytes ", max_bytes)
+            st.replace = "max_response_bytes exceeded"
+            ctx.ai_stream_aborted = "max_response_bytes"
+            pdk.response.set_status(502)
+            pdk.response.set_header("Content-Type", "text/plain")
+            pdk.response.set_header("Content-Length", nil)
+        end
+    end
+end
+
+
+-- Stop the upstream transfer: the client's response ends after the current chunk.
+local function cut(ctx, st, reason, now)
+    st.cut = reason
+    st.end_time = now
+    ctx.ai_stream_aborted = reason
+    ctx.var.llm_request_done = true
+    pdk.upstream.abort(ctx, reason)
+end
+
+
+-- Replace a response that has not reached the client yet by a plain-text error. Works when
+-- the core still holds the status (nothing sent so far); otherwise the body is just cut.
+local function fail_unsent(ctx, st, status, msg, now, reason)
+    pcall(pdk.response.set_status, status)
+    pcall(pdk.response.set_header, "Content-Type", "text/plain")
+    ctx.chunk = msg
+    st.replaced = true
+    if ctx.eof then
+        st.end_time = now
+        return
+    end
+
+    cut(ctx, st, reason, now)
+end
+
+
+local function set_ttft(ctx, st, now)
+    st.ttft = true
+    ctx.var.llm_time_to_first_token = ms(now - st.start)
+end
+
+
+local function stream_chunk(ctx, st, chunk, eof, now)
+    if not st.ttft and find(chunk, "data:", 1, true) then
+        set_ttft(ctx, st, now)
+    end
+
+    usage.scan_stream(st.acc, st.sse, chunk)
+    if eof then
+        usage.finish_stream(st.acc, st.sse)
+    end
+end
+
+
+local function stream_convert_chunk(ctx, st, chunk, eof, now)
+    if not st.ttft and find(chunk, "data:", 1, true) then
+        set_ttft(ctx, st, now)
+    end
+
+    local events = sse.feed(st.sse, chunk)
+    if eof then
+        for _, ev in ipairs(sse.flush(st.sse)) do
+            events[#events + 1] = ev
+        end
+    end
+
+    local conv, ss, acc = st.converter, st.ss, st.acc
+    local out = {}
+    for _, ev in ipairs(events) do
+        local data = ev.data
+        local obj
+        if data == "[DONE]" then
+            acc.done = true
+
+        elseif data ~= "" then
+            obj = decode(data)
+            if obj ~= nil then
+                usage.observe_event(acc, ev.event, obj, data)
+            end
+        end
+
+        local res = conv.stream(ss, ev.event, obj, data)
+        if res then
+            for _, s in ipairs(res) do
+                out[#out + 1] = s
+            end
+        end
+    end
+
+    if eof then
+        local res = conv.finish(ss)
+        if res then
+            for _, s in ipairs(res) do
+                out[#out + 1] = s
+            end
+        end
+    end
+
+    local s = concat(out)
+    if s ~= "" then
+        st.sent = true
+    end
+
+    ctx.chunk = s
+    if eof and not st.sent then
+        pdk.log.error(NO_OUTPUT_MSG)
+        fail_unsent(ctx, st, 502, NO_OUTPUT_MSG, now, "no_output")
+    end
+end
+
+
+-- Usage, tool calls and text of a complete non-streaming body of the provider's protocol.
+local function account_body(st, s, obj)
+    local target = st.target
+    local u, raw, decoded
+    if obj then
+        u, raw = usage.extract(target, obj)
+        decoded = obj
+
+    else
+        u, raw, decoded = usage.from_body_string(target, s)
+    end
+
+    if u then
+        st.final_usage, st.final_raw = u, raw
+    end
+
+    local marker = protocols.TOOL_MARKERS[target]
+    local need_decode = st.collect or (marker and find(s, marker, 1, true))
+    if need_decode and not decoded then
+        decoded = decode(s)
+    end
+
+    if decoded then
+        st.tool_call = protocols.has_tool_call(target, decoded)
+        if st.collect then
+            st.text = protocols.response_text(target, decoded)
+        end
+    end
+end
+
+
+local function nonstream_chunk(conf, ctx, st, chunk, eof, now)
+    local parts = st.parts
+    parts[#parts + 1] = chunk
+    local mode = st.mode
+    if mode ~= "tee" then
+        ctx.chunk = ""
+    end
+
+    local max_bytes = conf.max_response_bytes
+    if max_bytes and st.bytes > max_bytes then
+        pdk.log.warn("aborting AI response: body size exceeds max_response_bytes ", max_bytes,
+                     " (read ", st.bytes, " bytes)")
+        st.parts = nil
+        st.cut = "max_response_bytes"
+        ctx.ai_stream_aborted = "max_response_bytes"
+        if mode ~= "tee" then
+            fail_unsent(ctx, st, 502, "max_response_bytes exceeded", now, "max_response_bytes")
+
+        elseif not eof then
+            cut(ctx, st, "max_response_bytes", now)
+        end
+
+        return
+    end
+
+    if not eof then
+        return
+    end
+
+    set_ttft(ctx, st, now)
+    local s = concat(parts)
+    st.parts = nil
+    if mode ~= "convert" then
+        account_body(st, s)
+        if mode == "hold" then
+            ctx.chunk = s
+        end
+
+        return
+    end
+
+    local obj = decode(s)
+    if type(obj) ~= "table" then
+        pdk.log.warn("failed to decode response from ai service, usage is not available")
+        ctx.chunk = s
+        return
+    end
+
+    account_body(st, s, obj)
+    local res, err = st.converter.response(obj, st.cstate)
+    local out = res and convert.encode(res)
+    if not out then
+        pdk.log.warn("failed to convert response: ", err)
+        ctx.chunk = s
+        return
+    end
+
+    ctx.chunk = out
+end
+
+
+function _M.body_filter(conf, ctx)
+    local st = ctx[NAME]
+    if not st or not st.mode then
+        return
+    end
+
+    if st.cut or st.replaced then
+        ctx.chunk = ""
+        return
+    end
+
+    local now = pdk.time.now()
+    if st.replace then
+        fail_unsent(ctx, st, 502, st.replace, now, "max_response_bytes")
+        return
+    end
+
+    local chunk = ctx.chunk or ""
+    local eof = ctx.eof
+    st.bytes = st.bytes + #chunk
+    local mode = st.mode
+
+    if mode == "stream" then
+        stream_chunk(ctx, st, chunk, eof, now)
+
+    elseif mode == "stream_convert" then
+        stream_convert_chunk(ctx, st, chunk, eof, now)
+
+    elseif mode == "raw" then
+        if not st.ttft and #chunk > 0 then
+            set_ttft(ctx, st, now)
+        end
+
+    else
+        nonstream_chunk(conf, ctx, st, chunk, eof, now)
+    end
+
+    if eof then
+        st.eof = true
+        st.end_time = now
+        ctx.var.llm_request_done = true
+        return
+    end
+
+    if st.cut or mode == "tee" or mode == "hold" or mode == "convert" then
+        return                      -- cut already, or limited in nonstream_chunk
+    end
+
+    local max_bytes = conf.max_response_bytes
+    local reason
+    if st.deadline and now >= st.deadline then
+        reason = "max_stream_duration_ms"
+
+    elseif max_bytes and st.bytes > max_bytes then
+        reason = "max_response_bytes"
+    end
+
+    if reason then
+        pdk.log.warn("aborting AI stream: ", reason, " exceeded; bytes=", st.bytes,
+                     " duration_ms=", ms(now - st.start), " route_id=",
+                     ctx.var.route_id or "")
+        cut(ctx, st, reason, now)
+    end
+end
+
+
+-- Final usage: exact, or estimated from what was seen when the response was cut short.
+local function final_usage(ctx, st)
+    local acc = st.acc
+    if acc then
+        if not st.eof and not st.cut then
+            st.cut = ctx.ai_stream_aborted
+                     or (ctx.client_aborted and "client_disconnect") or "read_error"
+            ctx.ai_stream_aborted = st.cut
+        end
+
+        local prompt = 0
+        if not acc.final then
+            prompt = usage.estimate_prompt(st.body)
+        end
+
+        local u, raw, estimated = usage.finish(acc, prompt)
+        return u, raw, estimated, acc.tool_call, usage.text(acc)
+    end
+
+    if st.final_usage then
+        return st.final_usage, st.final_raw, false, st.tool_call, st.text
+    end
+
+    if st.nonstream and not st.eof and not st.failed and BODY_USAGE[st.target] then
+        -- a non-streaming answer cut short: the provider billed it all; estimate
+        local u = usage.zero()
+        u.prompt_tokens = usage.estimate_prompt(st.body)
+        u.completion_tokens = usage.estimate_bytes(st.bytes)
+        u.total_tokens = u.prompt_tokens + u.completion_tokens
+        return u, nil, true, st.tool_call, st.text
+    end
+
+    return usage.zero(), nil, false, st.tool_call, st.text
+end
+
+
+function _M.log(conf, ctx)
+    local st = ctx[NAME]
+    if not st then
+        return
+    end
+
+    local var = ctx.var
+    local now = pdk.time.now()
+    local u, raw, estimated, tool_call, text
+    if st.mode then
+        u, raw, estimated, tool_call, text = final_usage(ctx, st)
+
+    else
+        u = usage.zero()            -- the provider never answered
+    end
+
+    ctx.ai_token_usage = u
+    ctx.llm_raw_usage = raw
+    var.llm_prompt_tokens = u.prompt_tokens
+    var.llm_completion_tokens = u.completion_tokens
+    var.llm_total_tokens = u.total_tokens
+    var.llm_cache_read_input_tokens = u.cache_read_input_tokens
+    var.llm_cache_creation_input_tokens = u.cache_creation_input_tokens
+    var.llm_reasoning_tokens = u.reasoning_tokens
+    if estimated then
+        var.llm_usage_estimated = true
+    end
+
+    var.llm_has_tool_calls = tool_call and "true" or "false"
+    if text then
+        var.llm_response_text = text
+    end
+
+    if not st.ttft then
+        var.llm_time_to_first_token = 0
+    end
+
+    var.apisix_upstream_response_time = ms((st.end_time or now) - st.start)
+
+    local logging = conf.logging
+    if type(logging) ~= "table" then
+        return
+    end
+
+    if logging.summaries then
+        local summary = {
+            request_model = var.request_llm_model,
+            model = var.llm_model,
+            duration = var.llm_time_to_first_token,
+            prompt_tokens = u.prompt_tokens,
+            completion_tokens = u.completion_tokens,
+            total_tokens = u.total_tokens,
+            upstream_response_time = var.apisix_upstream_response_time,
+            stream = var.llm_stream,
+            tool_count = var.llm_tool_count,
+            has_tool_calls = var.llm_has_tool_calls,
+            end_user_id = var.llm_end_user_id,
+            cache_read_input_tokens = u.cache_read_input_tokens,
+            cache_creation_input_tokens = u.cache_creation_input_tokens,
+            reasoning_tokens = u.reasoning_tokens,
+            content_risk_level = var.llm_content_risk_level,
+            usage_estimated = estimated or nil,
+        }
+        var.llm_summary = summary
+        ctx.llm_summary = summary
+    end
+
+    if logging.payloads then
+        ctx.llm_request = {
+            messages = protocols.request_content(st.client, st.body),
+            stream = var.request_type == "ai_stream",
+        }
+        ctx.llm_response_text = { content = text }
+    end
+end
+
+
+return _M
