@@ -42,6 +42,7 @@ req_new(sl_conn_t *c, const char *buf, size_t head_len, const sl_http_head_t *h)
     memcpy(r->remote_addr, c->remote_addr, sizeof(r->remote_addr));
     r->remote_port = c->remote_port;
     r->start = sl_worker_now();
+    r->req_length = head_len;
 
     /* the head's strings point into the input buffer: copy it and move the pointers */
     copy = sl_pool_alloc(pool, head_len + 1);
@@ -145,6 +146,7 @@ read_body(sl_req_t *r, struct evbuffer *in)
         if (n > 0) {
             evbuffer_remove_buffer(in, r->body, n);
             r->body_left -= n;
+            r->req_length += n;
         }
 
         return r->body_left == 0 ? SL_OK : SL_AGAIN;
@@ -172,6 +174,7 @@ read_body(sl_req_t *r, struct evbuffer *in)
         }
 
         evbuffer_drain(in, consumed);
+        r->req_length += consumed;
 
         if (rc == SL_OK) {
             return SL_OK;

@@ -44,6 +44,7 @@ typedef struct sl_req_s {
     sl_hdrs_t              resp_headers;
     int64_t                resp_length;     /* Content-Length to send, -1: chunked/close */
     uint64_t               bytes_sent;
+    uint64_t               req_length;      /* head + body bytes received */
     uint64_t               body_sent;
     unsigned               headers_sent:1;
     unsigned               resp_chunked:1;

@@ -425,7 +425,8 @@ l_log_info(lua_State *L)
     lua_pushboolean(L, r->client_gone);
     lua_pushboolean(L, r->resp_done);
     lua_pushnumber(L, r->start);
-    return 6;
+    lua_pushnumber(L, (double) r->req_length);
+    return 7;
 }
 
 

@@ -63,9 +63,9 @@ end
 
 
 local function finish_log(ctx, list)
-    local status, bytes_sent, request_time, client_gone, _, start = http.log_info()
+    local status, bytes_sent, request_time, client_gone, _, start, req_len = http.log_info()
     local info = { status = status, bytes_sent = bytes_sent, request_time = request_time,
-                   client_gone = client_gone, start = start }
+                   client_gone = client_gone, start = start, request_length = req_len }
     ctx.var.status = status
     ctx.var.request_time = request_time
     ctx.log_info = info
