@@ -4,7 +4,7 @@
 PKGS      = luajit libevent libevent_openssl libcurl libpcre2-8 openssl
 DEB_BUILD = gcc make pkg-config libluajit2-5.1-dev luajit2 libevent-dev libssl-dev \
             libcurl4-openssl-dev libpcre2-dev lua-cjson
-DEB_TEST  = curl perl nginx wrk prometheus openssl nodejs npm clang libclang-rt-14-dev
+DEB_TEST  = curl perl nginx wrk prometheus openssl clang libclang-rt-14-dev
 
 CC       ?= gcc
 OPT      ?= -O2
@@ -42,6 +42,8 @@ deps:
 deps-test: deps
 	@missing=""; for p in $(DEB_TEST); do \
 	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then \
 	        echo "installing:$$missing"; \

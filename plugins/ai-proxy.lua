@@ -37,6 +37,7 @@ local convert = require("sluice.ai.convert")
 
 local type = type
 local pcall = pcall
+local setmetatable = setmetatable
 local ipairs = ipairs
 local pairs = pairs
 local tonumber = tonumber
@@ -159,14 +160,19 @@ function _M.read_request(conf, ctx)
 end
 
 
-local function endpoint_has_path(inst)
-    local o = inst.override
-    if type(o) ~= "table" or o.endpoint == nil then
-        return false
+-- override.endpoint parsed once per instance conf (false: none or unparseable).
+local endpoints = setmetatable({}, { __mode = "k" })
+
+local function endpoint_of(inst)
+    local ep = endpoints[inst]
+    if ep == nil then
+        local o = inst.override
+        ep = type(o) == "table" and o.endpoint ~= nil and ai_schema.parse_endpoint(o.endpoint)
+             or false
+        endpoints[inst] = ep
     end
 
-    local ep = ai_schema.parse_endpoint(o.endpoint)
-    return ep ~= nil and ep.path ~= nil
+    return ep or nil
 end
 
 
@@ -180,7 +186,8 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
     end
 
     local client = ctx.ai_client_protocol
-    local target, converting = protocols.route(client, provider, endpoint_has_path(inst))
+    local ep = endpoint_of(inst)
+    local target, converting = protocols.route(client, provider, ep ~= nil and ep.path ~= nil)
     if not target then
         return 400, converting
     end
@@ -203,6 +210,7 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
         instance = inst,
         conf = conf,
         provider = provider,
+        endpoint = ep,
         client_protocol = client,
         target_protocol = target,
         converting = converting,
@@ -249,6 +257,12 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
     ctx.balancer_ip = instance_name
     ctx.ai_target_protocol = target
     ctx.ai_converter = info.converter
+
+    if stream_req and conf.max_stream_duration_ms then
+        -- a whole-transfer deadline for the core (body_filter only sees a stalled stream
+        -- when the next chunk comes); checked per chunk here as well
+        req.max_duration = conf.max_stream_duration_ms / 1000
+    end
 
     local now = pdk.time.now()
     ctx.llm_request_start_time = now
@@ -642,6 +656,14 @@ function _M.body_filter(conf, ctx)
         pdk.log.warn("aborting AI stream: ", reason, " exceeded; bytes=", st.bytes,
                      " duration_ms=", ms(now - st.start), " route_id=",
                      ctx.var.route_id or "")
+        if mode == "stream_convert" and not st.sent then
+            -- nothing reached the client yet: answer with the limit, as APISIX does
+            st.cut = reason
+            fail_unsent(ctx, st, reason == "max_stream_duration_ms" and 504 or 502,
+                        reason .. " exceeded", now, reason)
+            return
+        end
+
         cut(ctx, st, reason, now)
     end
 end

@@ -638,6 +638,16 @@ do
     is(R.status, 502, "no output: 502")
     like(out, "^streaming response completed without producing any output", "no output: message")
 
+    -- a limit hit before the converter produced anything: the limit's status and text
+    local limited = { provider = "openai-compatible", auth = {}, max_response_bytes = 30,
+                      override = { endpoint = "http://localhost:1980" } }
+    ctx, _, _, out = run(limited, { uri = "/v1/messages", sse = true, chunks = {
+        ': keepalive padding padding padding\n\n', 'data: {"id":"x","choices":[]}\n\n' },
+        body = '{"model":"c","stream":true,"messages":[{"role":"user","content":"hi"}]}' })
+    is(R.status, 502, "byte limit before any output: 502")
+    is(out, "max_response_bytes exceeded", "its body")
+    is(R.aborted, "max_response_bytes", "upstream aborted")
+
     -- non-stream conversion
     local resp = '{"id":"c","choices":[{"message":{"content":"1 + 1 = 2."},"finish_reason":'
                  .. '"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4}}'

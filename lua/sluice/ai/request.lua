@@ -449,6 +449,7 @@ end
 --   p.conf            the plugin conf (timeout, ssl_verify, keepalive, keepalive_timeout,
 --                     keepalive_pool)
 --   p.provider        provider table (ai/providers)
+--   p.endpoint        override.endpoint already parsed (schema.parse_endpoint), optional
 --   p.client_protocol, p.target_protocol, p.converting (from protocols.route)
 --   p.body            the client's decoded body (not modified)
 --   p.raw             the client's raw body bytes (for splicing), may be nil
@@ -462,8 +463,8 @@ function _M.build(p)
     local override = type(inst.override) == "table" and inst.override or {}
     local state = p.state or {}
 
-    local ep
-    if override.endpoint ~= nil then
+    local ep = p.endpoint
+    if not ep and override.endpoint ~= nil then
         local err
         ep, err = schema.parse_endpoint(override.endpoint)
         if not ep then

@@ -20,7 +20,7 @@ local sub = string.sub
 local byte = string.byte
 local concat = table.concat
 
-local LF, CR, SP, TAB, COLON, LBRACE = 10, 13, 32, 9, 58, 123
+local LF, CR, SP, TAB, COLON, LBRACE, QUOTE = 10, 13, 32, 9, 58, 123, 34
 local MAX_TAIL = 1024 * 1024
 
 local _M = { MAX_TAIL = MAX_TAIL }
@@ -255,11 +255,50 @@ function _M.flush(st)
 end
 
 
+-- Needles without their leading quote, by needle (see find_quoted).
+local tails = {}
+
+
+-- Keep looking after a match of tail at q that had no quote before it.
+local function find_quoted_next(s, tail, q)
+    repeat
+        q = find(s, tail, q + 1, true)
+    until not q or byte(s, q - 1) == QUOTE
+
+    return q and q - 1
+end
+
+
+-- find_quoted(s, needle, init) -> position of the next `needle` (which starts with '"') at or
+-- after init, or nil. string.find locates a needle by memchr on its first byte; in JSON '"' is
+-- every few bytes, so searching from the second byte and checking the quote after is several
+-- times faster. The common path has no loop, so the JIT keeps it inside the caller's trace.
+local function find_quoted(s, needle, init)
+    local tail = tails[needle]
+    if not tail then
+        tail = sub(needle, 2)
+        tails[needle] = tail
+    end
+
+    local q = find(s, tail, init + 1, true)
+    if not q then
+        return nil
+    end
+
+    if byte(s, q - 1) == QUOTE then
+        return q - 1
+    end
+
+    return find_quoted_next(s, tail, q)
+end
+_M.find_quoted = find_quoted
+
+
 -- Position of the next `key` (a quoted JSON key such as '"usage"') at or after init whose
 -- value is an object: returns the key's position and the position of its "{", or nil.
 local function find_key_object(s, key, init)
     local klen = #key
-    local p = find(s, key, init, true)
+    local p = find_quoted(s, key, init)
     while p do
         local q = p + klen
         local c = byte(s, q)
@@ -281,7 +320,7 @@ local function find_key_object(s, key, init)
             end
         end
 
-        p = find(s, key, q, true)
+        p = find_quoted(s, key, q)
     end
 
     return nil
@@ -321,7 +360,7 @@ end
 -- every OpenAI chunk).
 local function next_hit(region, key, compact, init)
     if compact then
-        return find(region, compact, init, true)
+        return find_quoted(region, compact, init)
     end
 
     return find_key_object(region, key, init)
