@@ -21,6 +21,7 @@ OBJS     = $(patsubst core/%.c,$(BUILD)/obj/%.o,$(SRCS))
 UNIT_C   = $(wildcard t/unit/*.c)
 UNIT_BIN = $(patsubst t/unit/%.c,$(BUILD)/t/unit/%,$(UNIT_C))
 JOBS    ?= 2
+TEST_DIRS = $(wildcard t/unit t/mock t/http t/router t/admin t/plugins t/clients)
 
 .PHONY: all deps deps-test run test test-asan unit lint bench fuzz clean
 
@@ -78,7 +79,7 @@ run: all
 	$(BUILD)/sluice -c conf/sluice.json -p .
 
 test: all deps-test $(UNIT_BIN)
-	perl t/harness.pl -j $(JOBS) $(UNIT_BIN) t/unit t/mock t/http t/router t/admin t/plugins t/clients
+	perl t/harness.pl -j $(JOBS) $(UNIT_BIN) $(TEST_DIRS)
 
 test-asan:
 	$(MAKE) BUILD=build/asan CC=clang OPT=-O1 \
@@ -88,8 +89,7 @@ test-asan:
 	    build/asan/t/unit/http_parse build/asan/t/unit/shm
 	SLUICE_BIN=build/asan/sluice SLUICE_START_TIMEOUT=40 \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    perl t/harness.pl -j $(JOBS) $(wildcard build/asan/t/unit/*) t/unit t/mock t/http \
-	    t/router t/admin t/plugins t/clients
+	    perl t/harness.pl -j $(JOBS) $(wildcard build/asan/t/unit/*) $(TEST_DIRS)
 
 lint:
 	clang-format --dry-run --Werror core/*.c core/*.h 2>/dev/null || true

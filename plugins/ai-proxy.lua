@@ -79,6 +79,23 @@ local BODY_USAGE = {
     ["openai-embeddings"] = true,
 }
 
+-- sluice.metrics is loaded on first use: the master loads plugins for schema checks only.
+local metrics
+
+
+-- apisix_llm_active_connections: +1 when the request goes to the provider, -1 at log.
+local function llm_active(ctx, delta)
+    if metrics == nil then
+        local ok, m = pcall(require, "sluice.metrics")
+        metrics = ok and type(m) == "table" and m.llm_active and m or false
+    end
+
+    if metrics then
+        metrics.llm_active(ctx, delta)
+    end
+end
+
+
 local _M = {
     name = NAME,
     version = 0.5,
@@ -255,6 +272,7 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
     ctx.picked_ai_instance_name = instance_name
     ctx.picked_ai_instance = inst
     ctx.balancer_ip = instance_name
+    var.llm_provider_instance = instance_name
     ctx.ai_target_protocol = target
     ctx.ai_converter = info.converter
 
@@ -278,6 +296,8 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
     }
 
     pdk.upstream.set(ctx, req)
+    llm_active(ctx, 1)
+    ctx[NAME].active = true
     return nil
 end
 
@@ -636,6 +656,11 @@ function _M.body_filter(conf, ctx)
         st.eof = true
         st.end_time = now
         ctx.var.llm_request_done = true
+        if ctx.upstream_error and not st.cut then
+            st.cut = "read_error"           -- the provider's connection broke mid-body
+            ctx.ai_stream_aborted = "read_error"
+        end
+
         return
     end
 
@@ -674,8 +699,9 @@ local function final_usage(ctx, st)
     local acc = st.acc
     if acc then
         if not st.eof and not st.cut then
+            local info = ctx.log_info
             st.cut = ctx.ai_stream_aborted
-                     or (ctx.client_aborted and "client_disconnect") or "read_error"
+                     or (info and info.client_gone and "client_disconnect") or "read_error"
             ctx.ai_stream_aborted = st.cut
         end
 
@@ -713,6 +739,11 @@ function _M.log(conf, ctx)
 
     local var = ctx.var
     local now = pdk.time.now()
+    if st.active then
+        st.active = false
+        llm_active(ctx, -1)
+    end
+
     local u, raw, estimated, tool_call, text
     if st.mode then
         u, raw, estimated, tool_call, text = final_usage(ctx, st)
