@@ -52,8 +52,11 @@ opt_bool(lua_State *L, int idx, const char *key, int dflt)
 
 
 static void
-set_method(CURL *easy, const char *m, size_t mlen, const char *body, size_t blen, int has_body)
+set_method(sl_transfer_t *t, const char *m, size_t mlen, const char *body, size_t blen,
+           int has_body)
 {
+    CURL  *easy = t->easy;
+
     if (mlen == 3 && memcmp(m, "GET", 3) == 0 && !has_body) {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
         return;
@@ -67,6 +70,7 @@ set_method(CURL *easy, const char *m, size_t mlen, const char *body, size_t blen
     if (has_body || (mlen == 4 && memcmp(m, "POST", 4) == 0)) {
         curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body ? body : "");
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) blen);
+        t->body_len = (curl_off_t) blen;
     }
 
     if (!(mlen == 4 && memcmp(m, "POST", 4) == 0)) {
@@ -320,6 +324,40 @@ skip_forward(const sl_str_t *n)
 }
 
 
+/* Is name one of the comma-separated tokens of the client's Connection header? Those are
+ * hop-by-hop too (RFC 9110 7.6.1). */
+static int
+listed_in_connection(const sl_hdr_t *conn, const sl_str_t *name)
+{
+    const char  *p, *end, *tok;
+    size_t       len;
+
+    if (conn == NULL) {
+        return 0;
+    }
+
+    p = conn->value.data;
+    end = p + conn->value.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        tok = p;
+        while (p < end && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        len = (size_t) (p - tok);
+        if (len == name->len && strncasecmp(tok, name->data, len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* proxy{url=, method=, host=, headers={lowercase = value|false}, body=, timeouts,
  *       ssl_verify=, keepalive=} -> status | nil, err, gateway_status  (yields) */
 static int
@@ -330,7 +368,7 @@ l_proxy(lua_State *L)
     sl_transfer_t   *t;
     const char      *url, *err, *host, *method, *body = NULL;
     size_t           i, mlen, blen = 0, len;
-    const sl_hdr_t  *h, *xff;
+    const sl_hdr_t  *h, *xff, *conn_hdr;
     char             line[8192];
     int              has_ct = 0, has_accept = 0, has_body;
 
@@ -370,10 +408,11 @@ l_proxy(lua_State *L)
     lua_pop(L, 1);
 
     /* headers: the client's, as edited, minus what a proxy must not forward */
+    conn_hdr = sl_hdrs_find(&r->headers, "connection", 10);
     lua_getfield(L, 1, "headers");
     for (i = 0; i < r->headers.n; i++) {
         h = &r->headers.items[i];
-        if (skip_forward(&h->name)) {
+        if (skip_forward(&h->name) || listed_in_connection(conn_hdr, &h->name)) {
             continue;
         }
 
@@ -490,7 +529,7 @@ l_proxy(lua_State *L)
         mlen = r->head.method.len;
     }
 
-    set_method(t->easy, method, mlen, body, blen, has_body);
+    set_method(t, method, mlen, body, blen, has_body);
     lua_pop(L, 1);
 
     if (opt_bool(L, 1, "http2", 0)) {
@@ -802,6 +841,7 @@ start_http(lua_State *L, int idx, http_wait_t *w, int i, const char **err)
         /* curl copies it: the Lua string may be collected while we wait */
         curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) blen);
         curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, body);
+        t->body_len = (curl_off_t) blen;
     }
 
     lua_pop(L, 1);
@@ -823,7 +863,7 @@ start_http(lua_State *L, int idx, http_wait_t *w, int i, const char **err)
             sl_transfer_add_header(t, "Content-Type:");
         }
     } else {
-        set_method(t->easy, method, mlen, NULL, 0, 0);
+        set_method(t, method, mlen, NULL, 0, 0);
     }
 
     lua_pop(L, 1);

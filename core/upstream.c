@@ -331,24 +331,53 @@ check_done(sl_upstream_t *up)
 }
 
 
+/* Inactivity timer. Before the connection is up, curl's own connect timeout rules. Then
+ * the send timeout applies while the request body goes out, and the read timeout from the
+ * moment the request is sent until the response ends (counted between two reads). */
 static void
 on_io_timer(evutil_socket_t fd, short what, void *arg)
 {
     sl_transfer_t   *t = arg;
-    double           limit, idle;
+    double           limit, idle, now;
+    curl_off_t       up = 0, connected = 0;
     struct timeval   tv;
 
-    limit = t->headers_done ? t->read_timeout : sl_max(t->send_timeout, t->read_timeout);
-    idle = sl_worker_update_time() - t->last_io;
+    now = sl_worker_update_time();
+    curl_easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &connected);
+
+    if (up != t->uploaded) {
+        t->uploaded = up;
+        t->last_io = now;
+    }
+
+    if (connected == 0 && !t->headers_done) {
+        /* still connecting: CURLOPT_CONNECTTIMEOUT_MS decides */
+        t->last_io = now;
+        limit = t->connect_timeout;
+
+    } else if (t->headers_done || t->uploaded >= t->body_len) {
+        limit = t->read_timeout;
+
+    } else {
+        limit = t->send_timeout;
+    }
+
+    idle = now - t->last_io;
 
     if (t->paused) {
         /* waiting for the client to read: that is the send timeout of the downstream */
-        t->last_io = sl_worker_now();
+        t->last_io = now;
         idle = 0;
     }
 
     if (idle + 0.001 < limit) {
         limit -= idle;
+        limit = sl_min(limit, sl_min(t->read_timeout, t->send_timeout));
+        if (limit < 0.01) {
+            limit = 0.01;
+        }
+
         tv.tv_sec = (long) limit;
         tv.tv_usec = (long) ((limit - tv.tv_sec) * 1e6);
         evtimer_add(t->timer, &tv);
@@ -414,7 +443,11 @@ sl_transfer_start(sl_transfer_t *t, const char **err)
     t->up->active++;
     t->last_io = sl_worker_now();
 
-    first = t->connect_timeout + sl_max(t->send_timeout, t->read_timeout);
+    first = sl_min(t->read_timeout, t->send_timeout);
+    if (first < 0.01) {
+        first = 0.01;
+    }
+
     tv.tv_sec = (long) first;
     tv.tv_usec = (long) ((first - tv.tv_sec) * 1e6);
     evtimer_add(t->timer, &tv);

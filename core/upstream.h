@@ -37,6 +37,8 @@ struct sl_transfer_s {
     double               send_timeout;
     double               read_timeout;
     double               last_io;
+    curl_off_t           body_len;        /* request body bytes to send */
+    curl_off_t           uploaded;
     struct event        *timer;
     int                  sock;
     unsigned             active:1;
