@@ -102,7 +102,8 @@ fuzz:
 	@mkdir -p $(BUILD)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icore t/fuzz/http_parse_fuzz.c \
 	    core/http_parse.c core/log.c -o $(BUILD)/http_parse_fuzz
-	$(BUILD)/http_parse_fuzz -max_total_time=60 t/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/http_parse_fuzz -max_total_time=60 -max_len=4096 $(BUILD)/fuzz-corpus t/fuzz/corpus
 
 clean:
 	rm -rf build
