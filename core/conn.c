@@ -113,6 +113,8 @@ on_read(struct bufferevent *bev, void *arg)
 {
     sl_conn_t  *c = arg;
 
+    sl_worker_update_time();
+
     if (c->closing) {
         /* waiting to close after the last response: discard input */
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
@@ -132,6 +134,8 @@ on_write(struct bufferevent *bev, void *arg)
 {
     sl_conn_t  *c = arg;
 
+    sl_worker_update_time();
+
     /* the output fell to the low-water mark */
     if (c->req != NULL && c->req->waiting_drain) {
         sl_req_on_drain(c->req);
@@ -150,6 +154,8 @@ on_event(struct bufferevent *bev, short what, void *arg)
 {
     sl_conn_t  *c = arg;
     sl_req_t   *r = c->req;
+
+    sl_worker_update_time();
 
     if (what & BEV_EVENT_CONNECTED) {
         return;

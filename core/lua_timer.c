@@ -44,6 +44,7 @@ on_sleep(evutil_socket_t fd, short what, void *arg)
 {
     sl_co_t  *co = arg;
 
+    sl_worker_update_time();
     event_free(co->wait);
     co->wait = NULL;
     sl_co_wake(co, push_nothing);
@@ -119,6 +120,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     timer_t_       *t = arg;
     struct timeval  tv;
 
+    sl_worker_update_time();
     if (t->interval > 0 && !sl_worker->stopping) {
         tv_of(t->interval, &tv);
         evtimer_add(t->ev, &tv);

@@ -400,6 +400,16 @@ l_proxy(lua_State *L)
         curl_easy_setopt(t->easy, CURLOPT_FORBID_REUSE, 1L);
     }
 
+    if (opt_num(L, 1, "keepalive_timeout", 0) > 0) {
+        curl_easy_setopt(t->easy, CURLOPT_MAXAGE_CONN,
+                         (long) sl_max(1, opt_num(L, 1, "keepalive_timeout", 0)));
+    }
+
+    /* the whole transfer, streams included (ai-proxy's max_stream_duration_ms) */
+    if (opt_num(L, 1, "max_time", 0) > 0) {
+        curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long) (opt_num(L, 1, "max_time", 0) * 1000));
+    }
+
     lua_getfield(L, 1, "addr");
     if (lua_isstring(L, -1)) {
         snprintf(r->up_addr, sizeof(r->up_addr), "%s", lua_tostring(L, -1));

@@ -36,6 +36,8 @@ on_sock_event(evutil_socket_t fd, short what, void *arg)
     sl_upstream_t  *up = arg;
     int             running, action = 0;
 
+    sl_worker_update_time();
+
     if (what & EV_READ) {
         action |= CURL_CSELECT_IN;
     }
@@ -97,6 +99,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     sl_upstream_t  *up = arg;
     int             running;
 
+    sl_worker_update_time();
     curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(up);
 }

@@ -127,14 +127,6 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 
-/* event callbacks see a fresh clock: one gettimeofday per loop turn */
-static void
-on_prepare(evutil_socket_t fd, short what, void *arg)
-{
-    sl_worker_update_time();
-}
-
-
 int
 sl_worker_run(sl_conf_t *conf, sl_listeners_t *ls, int slot, unsigned generation)
 {
@@ -204,8 +196,6 @@ sl_worker_run(sl_conf_t *conf, sl_listeners_t *ls, int slot, unsigned generation
     tick.tv_usec = 500000;
     ev = event_new(worker.base, -1, EV_PERSIST, on_tick, NULL);
     event_add(ev, &tick);
-
-    SL_UNUSED(on_prepare);
 
     event_base_dispatch(worker.base);
 

@@ -4,7 +4,9 @@
 -- access: reads and checks the body, detects the client protocol, picks the protocol spoken
 --   to the provider, builds the request (ai/request.lua) and hands it to the core's upstream
 --   layer (pdk.upstream.set); the LLM call is libcurl's, not a Lua socket loop.
--- header_filter: picks how the body is handled from the upstream status and Content-Type:
+-- header_filter: strips the provider's account/cookie/CDN headers (the rest, x-request-id,
+--   x-ratelimit-*, retry-after ..., reach the client) and picks how the body is handled from
+--   the upstream status and Content-Type:
 --   raw       429/5xx and other errors, passthrough: bytes untouched, no accounting
 --   stream    SSE relayed chunk by chunk unchanged; usage found by a scan that decodes only
 --             the usage-carrying event(s) (ai/usage.lua scan_stream)
@@ -16,8 +18,8 @@
 --   convert   non-streaming body collected, decoded, converted, sent at the end
 --   The cheapest correct choice: only conversion or a response size limit hold bytes back;
 --   usage never does.
--- body_filter: per chunk: TTFT (first chunk with an SSE data line; for non-streaming bodies
---   the end, as APISIX), usage, conversion, limits (max_response_bytes,
+-- body_filter: per chunk: TTFT (first complete SSE event; for non-streaming bodies the end,
+--   as APISIX), usage, conversion, limits (max_response_bytes,
 --   max_stream_duration_ms) through pdk.upstream.abort.
 -- log: final llm_* variables; a stream that did not end normally (client gone, limit hit,
 --   provider died) or never reported usage is accounted from what was seen, with
@@ -26,6 +28,7 @@
 -- Per-request state lives in ctx["ai-proxy"]; ai-proxy-multi reuses read_request(),
 -- proxy_to() and the phase functions, which read only the shared top-level settings of conf.
 local pdk = require("sluice.pdk")
+local core_schema = require("sluice.schema")
 local cjson = require("cjson.safe")
 local ai_schema = require("sluice.ai.schema")
 local providers = require("sluice.ai.providers")
@@ -54,21 +57,18 @@ local DEFAULT_MAX_BODY = 67108864
 local NO_OUTPUT_MSG = "streaming response completed without producing any output; the "
     .. "upstream likely returned a different stream format than the converter expects"
 
--- Provider response headers passed to the client when the core can list them; without a
--- list, STRIP_HEADERS are removed instead (they identify the gateway's account or are
--- meaningless to the client).
-local PASS_HEADERS = {
-    ["content-type"] = true, ["content-length"] = true, ["content-encoding"] = true,
-    ["transfer-encoding"] = true, ["connection"] = true, ["date"] = true, ["vary"] = true,
-    ["cache-control"] = true, ["retry-after"] = true, ["retry-after-ms"] = true,
-    ["x-request-id"] = true, ["request-id"] = true, ["openai-processing-ms"] = true,
-    ["openai-version"] = true, ["x-should-retry"] = true,
-}
-local PASS_PREFIXES = { "x-ratelimit-", "anthropic-ratelimit-", "ratelimit-" }
+-- Provider response headers not passed to the client: they name the gateway's provider
+-- account, set cookies or transport policy for the provider's domain, or describe its CDN.
+-- Everything else passes (x-request-id, openai-processing-ms, x-ratelimit-*, retry-after
+-- ...). A denylist, not an allowlist, so headers that plugins running before this one put on
+-- the response (CORS, request ids) survive.
 local STRIP_HEADERS = {
-    "set-cookie", "openai-organization", "openai-project", "anthropic-organization-id",
-    "cf-ray", "cf-cache-status", "alt-svc", "x-envoy-upstream-service-time",
+    ["set-cookie"] = true, ["openai-organization"] = true, ["openai-project"] = true,
+    ["anthropic-organization-id"] = true, ["alt-svc"] = true, ["server"] = true,
+    ["strict-transport-security"] = true, ["x-envoy-upstream-service-time"] = true,
+    ["cf-ray"] = true, ["cf-cache-status"] = true,
 }
+local STRIP_PREFIXES = { "cf-", "x-envoy-" }
 
 -- Protocols whose streams carry usage (others are relayed raw).
 local STREAM_USAGE = {
@@ -105,13 +105,27 @@ local _M = {
 }
 
 
+-- The clock read afresh (pdk.time.now() is cached per event-loop turn, which may have begun
+-- well before this moment): for the start, the first token and the end.
+local function fresh_now()
+    local t = pdk.time
+    return t.update and t.update() or t.now()
+end
+
+
 -- Whole milliseconds; rounded, since now() has ms precision and 0.3 s is 299.99... ms.
 local function ms(seconds)
     return floor(seconds * 1000 + 0.5)
 end
 
 
+-- A check_schema replaces the loader's schema check (as in APISIX), so it runs it first.
 function _M.check_schema(conf)
+    local ok, err = core_schema.check(_M.schema, conf)
+    if not ok then
+        return false, err
+    end
+
     return ai_schema.check_instance(conf)
 end
 
@@ -282,7 +296,7 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
         req.max_duration = conf.max_stream_duration_ms / 1000
     end
 
-    local now = pdk.time.now()
+    local now = fresh_now()
     ctx.llm_request_start_time = now
     ctx[NAME] = {
         client = client,
@@ -313,33 +327,38 @@ end
 
 
 local function filter_response_headers()
-    local get_headers = pdk.response.get_headers
-    if get_headers then
-        local headers = get_headers()
-        if type(headers) == "table" then
-            for name in pairs(headers) do
-                local lname = lower(name)
-                local keep = PASS_HEADERS[lname]
-                if not keep then
-                    for _, prefix in ipairs(PASS_PREFIXES) do
-                        if sub(lname, 1, #prefix) == prefix then
-                            keep = true
-                            break
-                        end
-                    end
-                end
+    local headers = pdk.response.get_headers and pdk.response.get_headers()
+    if type(headers) ~= "table" then
+        for name in pairs(STRIP_HEADERS) do
+            if pdk.response.get_header(name) ~= nil then
+                pdk.response.set_header(name, nil)
+            end
+        end
 
-                if not keep then
-                    pdk.response.set_header(name, nil)
+        return
+    end
+
+    local strip
+    for name in pairs(headers) do
+        local lname = lower(name)
+        local drop = STRIP_HEADERS[lname]
+        if not drop then
+            for _, prefix in ipairs(STRIP_PREFIXES) do
+                if sub(lname, 1, #prefix) == prefix then
+                    drop = true
+                    break
                 end
             end
+        end
 
-            return
+        if drop then
+            strip = strip or {}
+            strip[#strip + 1] = name
         end
     end
 
-    for _, name in ipairs(STRIP_HEADERS) do
-        if pdk.response.get_header(name) ~= nil then
+    if strip then
+        for _, name in ipairs(strip) do
             pdk.response.set_header(name, nil)
         end
     end
@@ -354,7 +373,7 @@ function _M.header_filter(conf, ctx)
 
     local status = tonumber(pdk.response.get_upstream_status(ctx)) or 200
     local ct = pdk.response.get_header("Content-Type") or ""
-    local now = pdk.time.now()
+    local now = fresh_now()
     st.status = status
     st.streaming = find(ct, "text/event-stream", 1, true) ~= nil
     filter_response_headers()
@@ -448,18 +467,20 @@ local function fail_unsent(ctx, st, status, msg, now, reason)
 end
 
 
-local function set_ttft(ctx, st, now)
+local function set_ttft(ctx, st)
     st.ttft = true
-    ctx.var.llm_time_to_first_token = ms(now - st.start)
+    ctx.var.llm_time_to_first_token = ms(fresh_now() - st.start)
 end
 
 
+-- TTFT of a stream: when its first complete event with data arrives (not a keep-alive
+-- comment, and not the first byte of an event split over several reads).
 local function stream_chunk(ctx, st, chunk, eof, now)
-    if not st.ttft and find(chunk, "data:", 1, true) then
-        set_ttft(ctx, st, now)
+    local region = usage.scan_stream(st.acc, st.sse, chunk)
+    if not st.ttft and region ~= "" and find(region, "data:", 1, true) then
+        set_ttft(ctx, st)
     end
 
-    usage.scan_stream(st.acc, st.sse, chunk)
     if eof then
         usage.finish_stream(st.acc, st.sse)
     end
@@ -467,15 +488,15 @@ end
 
 
 local function stream_convert_chunk(ctx, st, chunk, eof, now)
-    if not st.ttft and find(chunk, "data:", 1, true) then
-        set_ttft(ctx, st, now)
-    end
-
     local events = sse.feed(st.sse, chunk)
     if eof then
         for _, ev in ipairs(sse.flush(st.sse)) do
             events[#events + 1] = ev
         end
+    end
+
+    if not st.ttft and events[1] then
+        set_ttft(ctx, st)
     end
 
     local conv, ss, acc = st.converter, st.ss, st.acc
@@ -583,7 +604,7 @@ local function nonstream_chunk(conf, ctx, st, chunk, eof, now)
         return
     end
 
-    set_ttft(ctx, st, now)
+    set_ttft(ctx, st)
     local s = concat(parts)
     st.parts = nil
     if mode ~= "convert" then
@@ -645,7 +666,7 @@ function _M.body_filter(conf, ctx)
 
     elseif mode == "raw" then
         if not st.ttft and #chunk > 0 then
-            set_ttft(ctx, st, now)
+            set_ttft(ctx, st)
         end
 
     else
@@ -654,7 +675,7 @@ function _M.body_filter(conf, ctx)
 
     if eof then
         st.eof = true
-        st.end_time = now
+        st.end_time = fresh_now()
         ctx.var.llm_request_done = true
         if ctx.upstream_error and not st.cut then
             st.cut = "read_error"           -- the provider's connection broke mid-body

@@ -62,8 +62,9 @@ function _M.write(ctx, info)
         line.llm_has_tool_calls = var.llm_has_tool_calls == true or var.llm_has_tool_calls == "true"
     end
 
-    if ctx.upstream_aborted then
-        line.llm_stream_aborted = ctx.upstream_aborted
+    local aborted = ctx.ai_stream_aborted or ctx.upstream_aborted
+    if aborted then
+        line.llm_stream_aborted = aborted
     end
 
     if info.client_gone then

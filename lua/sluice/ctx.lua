@@ -7,7 +7,11 @@
 --                      route_id, route_name, service_id, consumer_name, request_time.
 --                      Set by ai-proxy: request_type, request_llm_model, llm_model,
 --                      llm_time_to_first_token, llm_prompt_tokens, llm_completion_tokens,
---                      llm_total_tokens, llm_stream, llm_* (see README "Access log").
+--                      llm_total_tokens, llm_stream, llm_cache_read_input_tokens,
+--                      llm_cache_creation_input_tokens, llm_reasoning_tokens, llm_tool_count,
+--                      llm_has_tool_calls, llm_end_user_id, llm_usage_estimated (the stream
+--                      was cut: tokens so far), llm_request_done, llm_provider_instance,
+--                      llm_summary (logging.summaries), apisix_upstream_response_time (ms).
 --                      Set by the core after the upstream answered: upstream_addr,
 --                      upstream_status, upstream_response_time (ms), upstream_header_time.
 --   ctx.route          the matched route (read-only)
@@ -18,6 +22,15 @@
 --   ctx.chunk, ctx.eof body_filter: the current piece of the response body and whether it is
 --                      the last; assign ctx.chunk to change it ("" drops it)
 --   ctx.upstream_aborted  reason given to pdk.upstream.abort()
+--   ctx.upstream_error    set in body_filter when the upstream failed mid-body
+--   ctx.ai_client_protocol, ctx.ai_target_protocol, ctx.ai_converter  ai-proxy: the
+--                      client's wire protocol, the provider's, and the converter between them
+--   ctx.ai_stream_aborted  ai-proxy: why a stream was cut (client_disconnect, read_error,
+--                      max_stream_duration_ms, max_response_bytes)
+--   ctx.ai_token_usage ai-proxy: normalised usage {prompt_tokens, completion_tokens, ...}
+--   ctx.picked_ai_instance_name  ai-proxy(-multi): the instance that served the request
+--   ctx.llm_collect_response_text  set by a plugin before ai-proxy's body_filter runs to have
+--                      ctx.var.llm_response_text assembled
 --   ctx[<plugin name>] plugin-private state
 local http = require("sluice.http")
 local request = require("sluice.pdk.request")

@@ -115,6 +115,8 @@ local function proxy(ctx, route_up)
             read_timeout = t.read,
             ssl_verify = target.ssl_verify ~= false,
             keepalive = target.keepalive ~= false,
+            keepalive_timeout = target.keepalive_timeout,
+            max_time = target.max_duration,
         })
     end
 
@@ -200,7 +202,9 @@ local function serve(ctx, list, route_up)
         return
     end
 
-    http.send_headers(true)
+    -- the body may change length: chunked; headers go out with the first piece, so a
+    -- body_filter may still change the status until then
+    http.set_resp_header("Content-Length", nil)
     while true do
         local chunk, eof, rerr = upstream.read_body()
         if chunk == nil then

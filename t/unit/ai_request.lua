@@ -426,6 +426,10 @@ local function run(conf, o)
     for i, c in ipairs(chunks) do
         R.now = R.now + (o.step or 0.05)
         ctx.chunk, ctx.eof = c, i == #chunks and not o.no_eof
+        if ctx.eof and o.upstream_error then
+            ctx.upstream_error = o.upstream_error
+        end
+
         plugin.body_filter(conf, ctx)
         out[#out + 1] = ctx.chunk
         if R.aborted then
@@ -434,6 +438,10 @@ local function run(conf, o)
     end
 
     R.now = R.now + 0.01
+    if o.client_gone then
+        ctx.log_info = { client_gone = true }
+    end
+
     plugin.log(conf, ctx)
     return ctx, nil, nil, table.concat(out)
 end
@@ -450,7 +458,25 @@ do
     ok(plugin.schema.properties.provider ~= nil, "schema")
     is(plugin.encrypt_fields[1], "auth.header", "encrypt_fields")
     is(select(2, plugin.check_schema({ provider = "vertex-ai", auth = {} })),
-       "ai provider: vertex-ai is not supported.", "check_schema")
+       "ai provider: vertex-ai is not supported.", "check_schema: unsupported provider")
+    local conf = { provider = "openai", auth = { header = { Authorization = "Bearer x" } } }
+    ok(plugin.check_schema(conf), "check_schema: valid conf")
+    is(conf.timeout, 30000, "check_schema fills defaults")
+    for _, c in ipairs({
+        { { provider = "nope", auth = {} }, "provider" },
+        { { provider = "openai" }, "auth" },
+        { { provider = "openai", auth = {}, max_stream_duration_ms = 0 },
+          "max_stream_duration_ms" },
+        { { provider = "openai", auth = {}, timeout = 600001 }, "timeout" },
+        { { provider = "openai", auth = { foo = {} } }, "foo" },
+        { { provider = "openai", auth = {}, override = { llm_options = { x = 1 } } }, "x" },
+        { { provider = "openai", auth = {}, override = { request_body = { foo = {} } } },
+          "foo" },
+    }) do
+        local good, err = plugin.check_schema(c[1])
+        ok(not good and type(err) == "string" and err:find(c[2], 1, true) ~= nil,
+           "check_schema rejects: " .. tostring(err))
+    end
 end
 
 
@@ -524,6 +550,7 @@ do
     is(ctx.llm_response_text.content, "1 + 1 = 2.", "payload response")
     is(ctx.picked_ai_instance_name, "ai-proxy-openai", "instance name")
     is(ctx.ai_client_protocol, "openai-chat", "client protocol")
+    is(v.llm_provider_instance, "ai-proxy-openai", "llm_provider_instance")
     is(ctx.ai_token_usage.total_tokens, 31, "ctx.ai_token_usage")
     is(v.apisix_upstream_response_time, 300, "upstream response time (ms)")
 end
@@ -547,6 +574,19 @@ do
     is_deeply({ v.llm_prompt_tokens, v.llm_completion_tokens, v.llm_total_tokens,
                 v.llm_cache_read_input_tokens }, { 9, 2, 11, 4 }, "usage from the final chunk")
     is(v.llm_time_to_first_token, 300, "TTFT: first chunk with data (comment skipped)")
+
+    local split = {}
+    local first = chunks[2]
+    for i = 1, #first do
+        split[i] = first:sub(i, i)
+    end
+
+    split[#split + 1] = chunks[3] .. chunks[4]
+    local k = first:find("\n\n", 1, true) + 1
+    ctx = run(OPENAI_CONF, { body = CHAT_STREAM, sse = true, chunks = split, step = 0.001 })
+    is(ctx.var.llm_time_to_first_token, 200 + k, "TTFT of a byte-split event: when its blank "
+       .. "line arrives")
+    is(ctx.var.llm_total_tokens, 11, "usage of a byte-split stream")
     is(v.llm_usage_estimated, nil, "exact")
     ok(v.llm_request_done, "done")
 end
@@ -561,11 +601,21 @@ do
     local ctx = run(OPENAI_CONF, { body = CHAT_STREAM, sse = true, chunks = chunks,
                                    no_eof = true })
     local v = ctx.var
-    is(v.llm_usage_estimated, true, "client left: estimated")
+    is(v.llm_usage_estimated, true, "stream cut: estimated")
     is(v.llm_completion_tokens, 7, "completion from 26 bytes of text")
     is(v.llm_prompt_tokens, 4 + 3, "prompt from the request")
     is(v.llm_total_tokens, 14, "total")
-    is(ctx.ai_stream_aborted, "read_error", "cut reason (no client signal from the core)")
+    is(ctx.ai_stream_aborted, "read_error", "cut reason without a client signal")
+
+    ctx = run(OPENAI_CONF, { body = CHAT_STREAM, sse = true, chunks = chunks, no_eof = true,
+                             client_gone = true })
+    is(ctx.ai_stream_aborted, "client_disconnect", "client left (ctx.log_info.client_gone)")
+    is(ctx.var.llm_completion_tokens, 7, "tokens received so far still counted")
+
+    ctx = run(OPENAI_CONF, { body = CHAT_STREAM, sse = true, chunks = chunks,
+                             upstream_error = "connection reset" })
+    is(ctx.ai_stream_aborted, "read_error", "provider died (ctx.upstream_error at eof)")
+    is(ctx.var.llm_usage_estimated, true, "estimated")
 
     local conf = { provider = "openai", auth = {}, max_response_bytes = 100 }
     ctx = run(conf, { body = CHAT_STREAM, sse = true, chunks = { chunks[1], chunks[2],
@@ -708,11 +758,13 @@ do
 
     run(OPENAI_CONF, { body = CHAT, get_headers = true, resp_headers = {
         ["content-type"] = "application/json", ["x-request-id"] = "r1", ["server"] = "cf",
-        ["openai-processing-ms"] = "12", ["cf-ray"] = "x", ["anthropic-ratelimit-tokens-limit"]
-        = "5" }, chunks = { '{"usage":{"prompt_tokens":1}}' } })
+        ["openai-processing-ms"] = "12", ["cf-ray"] = "x", ["cf-foo"] = "y",
+        ["anthropic-ratelimit-tokens-limit"] = "5", ["access-control-allow-origin"] = "*",
+        ["alt-svc"] = "h3" }, chunks = { '{"usage":{"prompt_tokens":1}}' } })
     is_deeply(R.resp_headers, { ["content-type"] = "application/json", ["x-request-id"] = "r1",
-        ["openai-processing-ms"] = "12", ["anthropic-ratelimit-tokens-limit"] = "5" },
-        "allowlist when the core lists headers")
+        ["openai-processing-ms"] = "12", ["anthropic-ratelimit-tokens-limit"] = "5",
+        ["access-control-allow-origin"] = "*" },
+        "provider junk stripped by name and prefix, the rest (and other plugins') kept")
 
     ctx, _, _, out = run(OPENAI_CONF, { body = CHAT, status = 503, sse = true, chunks = {
         "upstream overloaded" } })
