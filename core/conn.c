@@ -58,6 +58,7 @@ on_free(evutil_socket_t fd, short what, void *arg)
     sl_conn_t  *c = arg;
 
     event_free(c->next_ev);
+    event_free(c->head_ev);
     free(c);
     sl_worker->nconns--;
     sl_worker_check_drained();
@@ -90,6 +91,7 @@ sl_conn_close(sl_conn_t *c)
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_del(c->next_ev);
+    event_del(c->head_ev);
     event_base_once(sl_worker->base, -1, EV_TIMEOUT, on_free, c, NULL);
 }
 
@@ -183,6 +185,51 @@ on_event(struct bufferevent *bev, short what, void *arg)
 
 
 static void
+on_head_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    sl_conn_t  *c = arg;
+
+    sl_worker_update_time();
+    if (c->closed || (c->req != NULL && c->req->state != SL_REQ_HEAD)) {
+        return;
+    }
+
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+        if (c->nrequests == 0) {
+            sl_conn_close(c);       /* connected and never said a word */
+        }
+
+        return;     /* idle keep-alive: the keep-alive timeout decides */
+    }
+
+    sl_log_info("client %s did not send a whole request head in time", c->remote_addr);
+    sl_resp_conn_error(c, 408, "request timeout");
+}
+
+
+void
+sl_conn_head_deadline(sl_conn_t *c, int on)
+{
+    struct timeval  tv;
+    double          t = sl_worker->conf->client_header_timeout;
+
+    if (!on) {
+        event_del(c->head_ev);
+        c->head_scanned = 0;
+        return;
+    }
+
+    if (evtimer_pending(c->head_ev, NULL)) {
+        return;
+    }
+
+    tv.tv_sec = (long) t;
+    tv.tv_usec = (long) ((t - tv.tv_sec) * 1e6);
+    evtimer_add(c->head_ev, &tv);
+}
+
+
+static void
 on_next(evutil_socket_t fd, short what, void *arg)
 {
     sl_conn_t  *c = arg;
@@ -240,6 +287,8 @@ sl_conn_accept(int fd, const struct sockaddr *sa, int kind, int ssl)
     }
 
     c->next_ev = event_new(sl_worker->base, -1, 0, on_next, c);
+    c->head_ev = evtimer_new(sl_worker->base, on_head_deadline, c);
+    sl_conn_head_deadline(c, 1);
     sl_worker->nconns++;
     track(c);
 

@@ -22,6 +22,8 @@ typedef struct sl_conn_s {
     struct sl_req_s     *req;           /* being read or served; NULL when idle */
     size_t               nrequests;
     struct event        *next_ev;       /* deferred start of the next pipelined request */
+    struct event        *head_ev;       /* deadline for the whole request head */
+    size_t               head_scanned;  /* head bytes seen without a line end yet */
     unsigned             closing:1;     /* close once the output is written */
     unsigned             closed:1;      /* bufferevent gone; waiting for the deferred free */
 } sl_conn_t;
@@ -37,6 +39,10 @@ void sl_conn_request_done(sl_conn_t *c);
 
 /* Applies the read/write timeouts for the connection's state. */
 void sl_conn_set_timeouts(sl_conn_t *c, double read_timeout);
+
+/* Starts (on = 1) or clears the deadline for receiving a whole request head; unlike a read
+ * timeout it is not pushed back by each byte, so a trickling client is cut off. */
+void sl_conn_head_deadline(sl_conn_t *c, int on);
 
 /* Closes idle keep-alive connections (graceful stop). */
 void sl_conn_close_idle(void);

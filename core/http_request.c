@@ -217,16 +217,31 @@ sl_http_on_input(sl_conn_t *c)
         }
 
         p = (const char *) evbuffer_pullup(in, len);
+
+        /* the first bytes of a head start its deadline */
+        sl_conn_head_deadline(c, 1);
+
+        /* the parser starts over on each call: skip it until a line end arrives, so a
+         * client sending a byte at a time costs linear work, not quadratic */
+        if (len <= lim.max_head && c->head_scanned < len
+            && memchr(p + c->head_scanned, '\n', len - c->head_scanned) == NULL)
+        {
+            c->head_scanned = len;
+            return;
+        }
+
         rc = sl_http_parse_head(p, len, &lim, &h, &head_len, &status, &err);
 
         if (rc == SL_AGAIN) {
-            /* first bytes of a new request: the header timeout applies from now */
+            c->head_scanned = len;
             if (c->nrequests > 0) {
                 sl_conn_set_timeouts(c, conf->client_header_timeout);
             }
 
             return;
         }
+
+        sl_conn_head_deadline(c, 0);
 
         if (rc == SL_ERROR) {
             sl_log_info("bad request from %s: %s", c->remote_addr, err);

@@ -1,0 +1,183 @@
+# Keep-alive: several requests on one client connection (and the upstream connection reused),
+# Connection: close honoured, HTTP/1.0 closes by default and keeps alive on request, HEAD
+# keeps Content-Length and sends no body so the next response on the connection is intact.
+use strict; use warnings; use lib 't/lib'; use Test::More;
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(time);
+use Sluice::Test qw(start_sluice start_mock_llm decode_json);
+
+my $llm = start_mock_llm();
+my $sluice = start_sluice(routes => [
+    { id => 'echo', uri => '/*',
+      upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } } },
+]);
+
+sub client {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
+                                  Proto => 'tcp', Timeout => 3) or die "connect: $@";
+    binmode $s;
+    return { sock => $s, buf => '' };
+}
+
+sub fill {
+    my ($c, $deadline) = @_;
+    my $left = $deadline - time;
+    return 0 if $left <= 0 || !IO::Select->new($c->{sock})->can_read($left);
+    my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
+    return $n ? $n : 0;
+}
+
+# reads one response; $head_only for HEAD
+sub read_resp {
+    my ($c, $head_only, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    my $end;
+    while (($end = index $c->{buf}, "\r\n\r\n") < 0) {
+        fill($c, $deadline) or return { status => 0, error => 'no head', raw => $c->{buf} };
+    }
+    my $head = substr($c->{buf}, 0, $end + 4, '');
+    my ($version, $status) = $head =~ m{\AHTTP/(1\.[01]) (\d{3})};
+    my %h;
+    for my $line (split /\r\n/, $head) {
+        my ($k, $v) = $line =~ /\A([^:]+):\s*(.*)\z/ or next;
+        $h{lc $k} = $v;
+    }
+    my $r = { status => $status, version => $version, headers => \%h, body => '' };
+    return $r if $head_only || $status == 204 || $status == 304;
+    if (($h{'transfer-encoding'} // '') =~ /chunked/) {
+        while (1) {
+            until ($c->{buf} =~ /\r\n/) { fill($c, $deadline) or return $r }
+            $c->{buf} =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n// or return $r;
+            my $size = hex $1;
+            if ($size == 0) {
+                until ($c->{buf} =~ /\A(?:[^\r\n]+\r\n)*\r\n/) { fill($c, $deadline) or return $r }
+                $c->{buf} =~ s/\A(?:[^\r\n]+\r\n)*\r\n//;
+                last;
+            }
+            while (length $c->{buf} < $size + 2) { fill($c, $deadline) or return $r }
+            $r->{body} .= substr($c->{buf}, 0, $size + 2, '');
+            chop $r->{body}; chop $r->{body};
+        }
+    }
+    elsif (defined $h{'content-length'}) {
+        while (length $c->{buf} < $h{'content-length'}) { fill($c, $deadline) or return $r }
+        $r->{body} = substr($c->{buf}, 0, $h{'content-length'}, '');
+    }
+    else {
+        1 while fill($c, $deadline);
+        $r->{body} = $c->{buf};
+        $c->{buf} = '';
+    }
+    $r->{json} = eval { decode_json($r->{body}) };
+    return $r;
+}
+
+sub send_bytes { my ($c, $b) = @_; syswrite($c->{sock}, $b) == length $b or die "write: $!" }
+
+# true when the server closes within $wait seconds (and sends nothing more)
+sub closed_by_server {
+    my ($c, $wait) = @_;
+    my $deadline = time + $wait;
+    my $before = length $c->{buf};
+    while (time < $deadline) {
+        my $left = $deadline - time;
+        return 0 if !IO::Select->new($c->{sock})->can_read($left);
+        my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
+        return length $c->{buf} == $before if !$n;
+    }
+    return 0;
+}
+
+subtest 'three requests on one connection' => sub {
+    $llm->clear;
+    my $c = client();
+    for my $i (1 .. 3) {
+        send_bytes($c, "GET /echo/ka$i HTTP/1.1\r\nHost: x\r\n\r\n");
+        my $r = read_resp($c);
+        is $r->{status}, 200, "request $i: status";
+        is $r->{json}{path}, "/echo/ka$i", "request $i: own response";
+        unlike $r->{headers}{connection} // '', qr/close/i, "request $i: no Connection: close";
+    }
+    send_bytes($c, "POST /echo/ka4 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    my $r = read_resp($c);
+    is $r->{json}{body}, 'abc', 'a POST with a body in between';
+    my $reqs = $llm->requests;
+    is scalar @$reqs, 4, 'four requests upstream';
+    is $reqs->[3]{body}, 'abc', 'body upstream';
+    is scalar(keys %{{ map { $_->{conn} => 1 } @$reqs }}), 1,
+        'the upstream connection was reused too';
+};
+
+subtest 'Connection: close ends the connection' => sub {
+    my $c = client();
+    send_bytes($c, "GET /echo/close HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    my $r = read_resp($c);
+    is $r->{status}, 200, 'status';
+    like $r->{headers}{connection} // '', qr/close/i, 'Connection: close in the response';
+    ok closed_by_server($c, 2), 'server closed';
+};
+
+subtest 'HTTP/1.0 closes by default' => sub {
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, "GET /echo/ten HTTP/1.0\r\n\r\n");
+    my $r = read_resp($c);
+    is $r->{status}, 200, 'status';
+    like $r->{version}, qr/\A1\.[01]\z/, 'HTTP/1.x response';
+    ok $r->{headers}{'content-length'} || !$r->{headers}{'transfer-encoding'},
+        'no chunked encoding towards an HTTP/1.0 client';
+    is $r->{json}{path}, '/echo/ten', 'body';
+    ok closed_by_server($c, 2), 'server closed';
+    is $llm->last_request->{path}, '/echo/ten', 'reached the upstream';
+};
+
+subtest 'HTTP/1.0 with Connection: keep-alive stays open' => sub {
+    my $c = client();
+    for my $i (1 .. 2) {
+        send_bytes($c, "GET /echo/ten-ka$i HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        my $r = read_resp($c);
+        is $r->{status}, 200, "request $i: status";
+        is $r->{json}{path}, "/echo/ten-ka$i", "request $i: body";
+        like $r->{headers}{connection} // '', qr/keep-alive/i, "request $i: Connection: keep-alive";
+    }
+};
+
+subtest 'HTTP/1.0 client, chunked upstream response: not chunked to the client' => sub {
+    my $c = client();
+    send_bytes($c, "GET /bytes/3000?chunked=1 HTTP/1.0\r\n\r\n");
+    my $r = read_resp($c);
+    is $r->{status}, 200, 'status';
+    unlike $r->{headers}{'transfer-encoding'} // '', qr/chunked/i, 'no Transfer-Encoding';
+    is length $r->{body}, 3000, 'whole body, delimited by close or Content-Length';
+};
+
+subtest 'HEAD keeps Content-Length, sends no body, connection stays usable' => sub {
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, "GET /static.json HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $get = read_resp($c);
+    is $get->{status}, 200, 'GET status';
+    send_bytes($c, "HEAD /static.json HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $head = read_resp($c, 1);
+    is $head->{status}, 200, 'HEAD status';
+    is $head->{headers}{'content-length'}, $get->{headers}{'content-length'},
+        'same Content-Length as GET';
+    send_bytes($c, "GET /echo/after-head HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $next = read_resp($c);
+    is $next->{status}, 200, 'next response parses (no stray HEAD body bytes)';
+    is $next->{json}{path}, '/echo/after-head', 'and is the right one';
+    is $llm->requests->[1]{method}, 'HEAD', 'upstream saw HEAD';
+};
+
+subtest 'keep-alive after an error response from the gateway (404)' => sub {
+    my $c = client();
+    send_bytes($c, "GET /status/404 HTTP/1.1\r\nHost: x\r\n\r\n");
+    is read_resp($c)->{status}, 404, 'upstream 404 passed through';
+    send_bytes($c, "GET /echo/after-404 HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $r = read_resp($c);
+    is $r->{status}, 200, 'next request on the same connection';
+    is $r->{json}{path}, '/echo/after-404', 'right response';
+};
+
+done_testing;

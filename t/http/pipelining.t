@@ -1,0 +1,158 @@
+# Pipelining: several requests written at once on one connection are answered in order, each
+# exactly once, even when an earlier one is slow, when the bytes arrive split at odd places,
+# and when a pipelined request has a body. Upstream sees them in the same order.
+use strict; use warnings; use lib 't/lib'; use Test::More;
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
+use Sluice::Test qw(start_sluice start_mock_llm decode_json);
+
+my $llm = start_mock_llm();
+my $sluice = start_sluice(routes => [
+    { id => 'all', uri => '/*',
+      upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } } },
+]);
+
+sub client {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
+                                  Proto => 'tcp', Timeout => 3) or die "connect: $@";
+    binmode $s;
+    return { sock => $s, buf => '' };
+}
+
+sub fill {
+    my ($c, $deadline) = @_;
+    my $left = $deadline - time;
+    return 0 if $left <= 0 || !IO::Select->new($c->{sock})->can_read($left);
+    my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
+    return $n ? $n : 0;
+}
+
+# reads one response; $head_only for HEAD
+sub read_resp {
+    my ($c, $head_only, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    my $end;
+    while (($end = index $c->{buf}, "\r\n\r\n") < 0) {
+        fill($c, $deadline) or return { status => 0, error => 'no head', raw => $c->{buf} };
+    }
+    my $head = substr($c->{buf}, 0, $end + 4, '');
+    my ($version, $status) = $head =~ m{\AHTTP/(1\.[01]) (\d{3})};
+    my %h;
+    for my $line (split /\r\n/, $head) {
+        my ($k, $v) = $line =~ /\A([^:]+):\s*(.*)\z/ or next;
+        $h{lc $k} = $v;
+    }
+    my $r = { status => $status, version => $version, headers => \%h, body => '' };
+    return $r if $head_only || $status == 204 || $status == 304;
+    if (($h{'transfer-encoding'} // '') =~ /chunked/) {
+        while (1) {
+            until ($c->{buf} =~ /\r\n/) { fill($c, $deadline) or return $r }
+            $c->{buf} =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n// or return $r;
+            my $size = hex $1;
+            if ($size == 0) {
+                until ($c->{buf} =~ /\A(?:[^\r\n]+\r\n)*\r\n/) { fill($c, $deadline) or return $r }
+                $c->{buf} =~ s/\A(?:[^\r\n]+\r\n)*\r\n//;
+                last;
+            }
+            while (length $c->{buf} < $size + 2) { fill($c, $deadline) or return $r }
+            $r->{body} .= substr($c->{buf}, 0, $size + 2, '');
+            chop $r->{body}; chop $r->{body};
+        }
+    }
+    elsif (defined $h{'content-length'}) {
+        while (length $c->{buf} < $h{'content-length'}) { fill($c, $deadline) or return $r }
+        $r->{body} = substr($c->{buf}, 0, $h{'content-length'}, '');
+    }
+    else {
+        1 while fill($c, $deadline);
+        $r->{body} = $c->{buf};
+        $c->{buf} = '';
+    }
+    $r->{json} = eval { decode_json($r->{body}) };
+    return $r;
+}
+
+sub send_bytes { my ($c, $b) = @_; syswrite($c->{sock}, $b) == length $b or die "write: $!" }
+
+# true when the server closes within $wait seconds (and sends nothing more)
+sub closed_by_server {
+    my ($c, $wait) = @_;
+    my $deadline = time + $wait;
+    my $before = length $c->{buf};
+    while (time < $deadline) {
+        my $left = $deadline - time;
+        return 0 if !IO::Select->new($c->{sock})->can_read($left);
+        my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
+        return length $c->{buf} == $before if !$n;
+    }
+    return 0;
+}
+
+subtest 'three pipelined requests, answered in order' => sub {
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, "GET /echo/p1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                 . "POST /echo/p2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                 . "GET /echo/p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    my @r = map { read_resp($c) } 1 .. 3;
+    is_deeply [ map { $_->{status} } @r ], [200, 200, 200], 'all 200';
+    is_deeply [ map { $_->{json}{path} // '' } @r ], ['/echo/p1', '/echo/p2', '/echo/p3'],
+        'in order';
+    is $r[1]{json}{body}, 'hello', 'pipelined body belongs to the second request';
+    ok closed_by_server($c, 2), 'closed after the Connection: close one';
+    my $reqs = $llm->requests;
+    is_deeply [ map { $_->{path} } @$reqs ], ['/echo/p1', '/echo/p2', '/echo/p3'],
+        'upstream saw them in order';
+    is $reqs->[1]{body}, 'hello', 'body upstream';
+    is $reqs->[2]{body}, '', 'third has no body';
+};
+
+subtest 'a slow first request does not let the second overtake it' => sub {
+    my $c = client();
+    send_bytes($c, "GET /delay/300 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo/fast HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $r1 = read_resp($c);
+    my $r2 = read_resp($c);
+    is $r1->{status}, 200, 'first status';
+    unlike $r1->{body}, qr{/echo/fast}, 'first response is the delayed one';
+    is $r2->{json}{path}, '/echo/fast', 'second response second';
+};
+
+subtest 'pipelined bytes split at odd places' => sub {
+    $llm->clear;
+    my $c = client();
+    my $all = join '', map { "GET /echo/s$_ HTTP/1.1\r\nHost: x\r\n\r\n" } 1 .. 4;
+    for my $piece (unpack '(a7)*', $all) {
+        send_bytes($c, $piece);
+        sleep 0.005;
+    }
+    my @r = map { read_resp($c) } 1 .. 4;
+    is_deeply [ map { $_->{json}{path} // '' } @r ], [ map { "/echo/s$_" } 1 .. 4 ],
+        'four responses in order';
+};
+
+subtest 'fifty pipelined requests in one write' => sub {
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, join '', map { "GET /echo/n$_ HTTP/1.1\r\nHost: x\r\n\r\n" } 1 .. 50);
+    my @r = map { read_resp($c) } 1 .. 50;
+    is scalar(grep { ($_->{status} // 0) == 200 } @r), 50, 'fifty 200s';
+    is_deeply [ map { $_->{json}{path} // '' } @r ], [ map { "/echo/n$_" } 1 .. 50 ], 'in order';
+    is scalar @{ $llm->requests }, 50, 'fifty upstream';
+};
+
+subtest 'a bad request in the pipeline ends it after the good ones' => sub {
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, "GET /echo/g1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                 . "GET /echo/bad HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n"
+                 . "GET /echo/g3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $r1 = read_resp($c);
+    my $r2 = read_resp($c);
+    is $r1->{json}{path}, '/echo/g1', 'first served';
+    is $r2->{status}, 400, 'second refused';
+    ok closed_by_server($c, 2), 'closed: the third is not served';
+    is_deeply [ map { $_->{path} } @{ $llm->requests } ], ['/echo/g1'], 'only the first upstream';
+};
+
+done_testing;

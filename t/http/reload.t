@@ -1,0 +1,125 @@
+# Reloading: `sluice -s reload` picks up a plugin edited on disk (X-Version 1 -> 2) with no
+# failed request and in-flight requests finishing; a rewritten routes file (config.provider
+# "file") takes effect within ~2 s without a reload; a broken routes file is rejected, logged,
+# and the old routes keep serving.
+use strict; use warnings; use lib 't/lib'; use Test::More;
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(time sleep);
+use Sluice::Test qw(start_sluice start_mock_llm http_req wait_for);
+
+my $llm = start_mock_llm();
+my $node = '127.0.0.1:' . $llm->port;
+my $dir = tempdir('sluice-plugins-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+sub write_plugin {
+    my ($version) = @_;
+    open my $fh, '>', "$dir/test-version.lua.tmp" or die $!;
+    print $fh <<"LUA";
+local pdk = require("sluice.pdk")
+local _M = {name = "test-version", version = 1, priority = 1000, schema = {type = "object"}}
+function _M.header_filter(conf, ctx) pdk.response.set_header("X-Version", "$version") end
+return _M
+LUA
+    close $fh;
+    rename "$dir/test-version.lua.tmp", "$dir/test-version.lua" or die $!;
+}
+
+write_plugin(1);
+my $route = { id => 'v', uri => '/echo/*', plugins => { 'test-version' => {} },
+              upstream => { type => 'roundrobin', nodes => { $node => 1 } } };
+my $sluice = start_sluice(workers => 2, routes => [$route],
+                          config => { plugins => ['test-version'], plugin_paths => [$dir] });
+
+sub version { http_req($sluice, 'GET', '/echo/v', timeout => 3)->{headers}{'x-version'} // '' }
+
+sub slow_request {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
+                                  Proto => 'tcp', Timeout => 3) or die "connect: $@";
+    syswrite $s, "GET /echo/slow?mock_delay_ms=800 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    return $s;
+}
+
+sub read_all {
+    my ($s, $max) = @_;
+    my ($buf, $deadline) = ('', time + $max);
+    my $sel = IO::Select->new($s);
+    while (time < $deadline) {
+        last if !$sel->can_read($deadline - time);
+        sysread($s, $buf, 65536, length $buf) or last;
+    }
+    return $buf;
+}
+
+subtest 'plugin edited on disk: old behaviour until reload, new after' => sub {
+    is version(), '1', 'X-Version: 1';
+    write_plugin(2);
+    sleep 1.2;
+    is version(), '1', 'still 1 without a reload';
+
+    my @slow = map { slow_request() } 1 .. 2;
+    sleep 0.1;
+    my $workers_before = join ',', $sluice->worker_pids;
+    my ($ok, $bad, %seen) = (0, 0);
+    my $t0 = time;
+    for (1 .. 5) {
+        my $res = http_req($sluice, 'GET', '/echo/v', timeout => 3);
+        $res->{status} == 200 ? $ok++ : $bad++;
+    }
+    is $sluice->reload, 0, 'sluice -s reload exits 0';
+    my $switched;
+    while (time - $t0 < 4) {
+        my $res = http_req($sluice, 'GET', '/echo/v', timeout => 3);
+        if ($res->{status} == 200) { $ok++ } else { $bad++; diag "failed: $res->{status} $res->{body}" }
+        my $v = $res->{headers}{'x-version'} // '';
+        $seen{$v}++;
+        $switched //= time - $t0 if $v eq '2';
+        last if $switched && time - $t0 > $switched + 0.5;
+    }
+    is $bad, 0, "no failed request during the reload ($ok served)";
+    ok $switched, 'X-Version: 2 after the reload';
+    cmp_ok $switched // 99, '<', 3, 'within a few seconds';
+    is version(), '2', 'and it stays 2';
+    for my $s (@slow) {
+        like read_all($s, 4), qr{\AHTTP/1\.1 200 .*X-Version: 1}si,
+            'request in flight during the reload completed (old plugin)';
+    }
+    ok wait_for(sub { (join ',', $sluice->worker_pids) ne $workers_before
+                      && $sluice->worker_pids == 2 }, 3), 'new generation of two workers';
+};
+
+subtest 'routes file rewritten: takes effect without a reload' => sub {
+    $llm->clear;
+    is http_req($sluice, 'GET', '/status/201')->{status}, 404, 'no such route yet';
+    my $t0 = time;
+    $sluice->write_routes([ $route,
+        { id => 'new', uri => '/status/*', upstream => { type => 'roundrobin',
+          pass_host => 'rewrite', upstream_host => 'new-route', nodes => { $node => 1 } } } ]);
+    my $ok = wait_for(sub { http_req($sluice, 'GET', '/status/201')->{status} == 201 }, 4, 0.1);
+    my $took = time - $t0;
+    ok $ok, 'new route answers';
+    cmp_ok $took, '<', 2.5, sprintf('within %.2fs', $took);
+    is $llm->last_request->{headers}{host}, 'new-route', 'served by the new route';
+    is version(), '2', 'old route still there';
+};
+
+subtest 'broken routes file: rejected, logged, old routes keep serving' => sub {
+    open my $fh, '>', $sluice->prefix . '/conf/routes.json.tmp' or die $!;
+    print $fh '{"routes": [ {"id": "v", "uri": ';
+    close $fh;
+    rename $sluice->prefix . '/conf/routes.json.tmp', $sluice->prefix . '/conf/routes.json' or die $!;
+    ok $sluice->wait_error_log(qr/routes\.json|config/i, 4), 'error.log mentions it';
+    sleep 1.2;
+    is http_req($sluice, 'GET', '/echo/v')->{status}, 200, 'old route still serves';
+    is http_req($sluice, 'GET', '/status/201')->{status}, 201, 'second route still serves';
+
+    $sluice->write_routes([ { id => 'bad', uri => 5, upstream => { nodes => {} } } ]);
+    my $log_before = length $sluice->error_log;
+    ok wait_for(sub { length($sluice->error_log) > $log_before }, 4), 'invalid route logged';
+    sleep 1.2;
+    is http_req($sluice, 'GET', '/echo/v')->{status}, 200, 'old routes keep serving';
+    ok $sluice->alive, 'still running';
+};
+
+done_testing;
