@@ -5,7 +5,7 @@
 
 #include "sluice.h"
 
-#define SL_HTTP_MAX_HEADERS      100
+#define SL_HTTP_MAX_HEADERS 256
 
 /* Per chunk-size line: bytes after the size digits (BWS, ';' and extensions), line end not
  * included. */

@@ -48,7 +48,18 @@ req_new(sl_conn_t *c, const char *buf, size_t head_len, const sl_http_head_t *h)
     copy = sl_pool_alloc(pool, head_len + 1);
     memcpy(copy, buf, head_len);
     copy[head_len] = '\0';
-    r->head = *h;
+    /* the scalar fields only: the header array is copied into r->headers below */
+    r->head.method = h->method;
+    r->head.target = h->target;
+    r->head.path = h->path;
+    r->head.query = h->query;
+    r->head.authority = h->authority;
+    r->head.version = h->version;
+    r->head.content_length = h->content_length;
+    r->head.host = h->host;
+    r->head.chunked = h->chunked;
+    r->head.keepalive = h->keepalive;
+    r->head.expect_continue = h->expect_continue;
     rebase(&r->head.method, buf, copy);
     rebase(&r->head.target, buf, copy);
     rebase(&r->head.path, buf, copy);

@@ -21,13 +21,29 @@ enum {
     SL_REQ_DONE,
 };
 
+/* the request line and framing of a parsed head; the fields are named as in
+ * sl_http_head_t, whose header array is copied into sl_req_t.headers instead */
+typedef struct {
+    sl_str_t   method;
+    sl_str_t   target;
+    sl_str_t   path;
+    sl_str_t   query;
+    sl_str_t   authority;
+    int        version;
+    int64_t    content_length;
+    sl_str_t   host;
+    unsigned   chunked:1;
+    unsigned   keepalive:1;
+    unsigned   expect_continue:1;
+} sl_req_head_t;
+
 typedef struct sl_req_s {
     sl_pool_t             *pool;
     sl_conn_t             *conn;            /* NULL once the client is gone */
     int                    kind;            /* SL_LISTEN_* of the connection */
     int                    state;
     int                    refs;
-    sl_http_head_t         head;            /* strings point into pool memory */
+    sl_req_head_t          head;            /* strings point into pool memory */
     sl_hdrs_t              headers;         /* request headers as plugins left them */
     char                   remote_addr[64];
     int                    remote_port;

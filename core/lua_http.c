@@ -34,12 +34,24 @@ l_get_method(lua_State *L)
 }
 
 
+/* origin-form: path[?query], also for an absolute-form request target */
 static int
 l_get_uri(lua_State *L)
 {
     sl_req_t  *r = req(L);
 
-    lua_pushlstring(L, r->head.target.data, r->head.target.len);
+    if (r->head.target.len > 0 && r->head.target.data[0] == '/') {
+        lua_pushlstring(L, r->head.target.data, r->head.target.len);
+        return 1;
+    }
+
+    lua_pushlstring(L, r->head.path.data, r->head.path.len);
+    if (r->head.query.len > 0) {
+        lua_pushliteral(L, "?");
+        lua_pushlstring(L, r->head.query.data, r->head.query.len);
+        lua_concat(L, 3);
+    }
+
     return 1;
 }
 

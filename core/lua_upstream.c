@@ -148,7 +148,9 @@ push_chunk(sl_co_t *co, lua_State *L)
         return 3;
     }
 
-    if (!eof && r->up != NULL && r->up->paused) {
+    if (!eof && r->up != NULL && r->up->paused && !r->waiting_drain
+        && sl_resp_pending(r) <= sl_worker->conf->send_buffer_size)
+    {
         sl_transfer_resume(r->up);
     }
 
@@ -232,7 +234,9 @@ on_proxy_body(sl_transfer_t *t, const char *p, size_t n)
         r->pending = evbuffer_new();
     }
 
-    if (evbuffer_get_length(r->pending) > high) {
+    /* Lua has not taken what is buffered, or the client has not taken what Lua sent:
+     * pause until it has (push_chunk and sl_req_on_drain resume) */
+    if (evbuffer_get_length(r->pending) > high || r->waiting_drain) {
         return SL_AGAIN;
     }
 
@@ -270,7 +274,7 @@ sl_req_on_drain(sl_req_t *r)
         bufferevent_setwatermark(r->conn->bev, EV_WRITE, 0, 0);
     }
 
-    if (r->up != NULL && r->up->paused && r->up_direct) {
+    if (r->up != NULL && r->up->paused) {
         sl_transfer_resume(r->up);
     }
 

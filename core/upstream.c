@@ -72,6 +72,11 @@ on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
     if (t != NULL) {
         t->sock = s;
+        if (what == CURL_POLL_IN && !t->sent) {
+            /* curl only reads now: the request is out, the read timeout starts */
+            t->sent = 1;
+            t->last_io = sl_worker_update_time();
+        }
     }
 
     kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0)
@@ -246,6 +251,23 @@ on_curl_body(char *p, size_t size, size_t nitems, void *arg)
 }
 
 
+/* with a request body: notes when the last byte went out, for the read timeout */
+static int
+on_curl_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                 curl_off_t ulnow)
+{
+    sl_transfer_t  *t = arg;
+
+    if (!t->sent && ulnow >= t->body_len) {
+        t->sent = 1;
+        t->last_io = sl_worker_update_time();
+        curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 1L);
+    }
+
+    return 0;
+}
+
+
 static void
 finish(sl_transfer_t *t, int result)
 {
@@ -351,7 +373,9 @@ on_io_timer(evutil_socket_t fd, short what, void *arg)
 
     if (up != t->uploaded) {
         t->uploaded = up;
-        t->last_io = now;
+        if (!t->sent) {
+            t->last_io = now;       /* the body is still going out: that is progress */
+        }
     }
 
     if (connected == 0 && !t->headers_done) {
@@ -359,7 +383,7 @@ on_io_timer(evutil_socket_t fd, short what, void *arg)
         t->last_io = now;
         limit = t->connect_timeout;
 
-    } else if (t->headers_done || t->uploaded >= t->body_len) {
+    } else if (t->headers_done || t->sent) {
         limit = t->read_timeout;
 
     } else {
@@ -435,6 +459,12 @@ sl_transfer_start(sl_transfer_t *t, const char **err)
     double          first;
 
     curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers);
+    if (t->body_len > 0) {
+        curl_easy_setopt(t->easy, CURLOPT_XFERINFOFUNCTION, on_curl_progress);
+        curl_easy_setopt(t->easy, CURLOPT_XFERINFODATA, t);
+        curl_easy_setopt(t->easy, CURLOPT_NOPROGRESS, 0L);
+    }
+
     curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) (t->connect_timeout * 1000));
 
     if (curl_multi_add_handle(t->up->multi, t->easy) != CURLM_OK) {

@@ -46,6 +46,7 @@ struct sl_transfer_s {
     unsigned             headers_done:1;
     unsigned             done:1;
     unsigned             in_callback:1;
+    unsigned             sent:1;          /* the request is out: waiting to read */
 };
 
 /* One per worker. */

@@ -197,8 +197,15 @@ local function serve(ctx, list, route_up)
 
     if not list.has.body_filter then
         http.send_headers()
-        upstream.pass_body()
+        local ok, perr = upstream.pass_body()
         set_upstream_vars(ctx)
+        if not ok then
+            -- cut short by the upstream: close instead of ending the body cleanly, so the
+            -- client can tell (what nginx does)
+            ctx.var.error_reason = perr
+            http.error(502, perr, true)
+        end
+
         return
     end
 
@@ -226,6 +233,9 @@ local function serve(ctx, list, route_up)
         if eof or ctx.upstream_aborted then
             if rerr then
                 ctx.var.error_reason = rerr
+                if not ctx.upstream_aborted then
+                    http.error(502, rerr, true)
+                end
             end
 
             break

@@ -37,7 +37,9 @@ for name, level in pairs(LEVELS) do
             parts[i] = tostring(parts[i])
         end
 
-        core.log(level, concat(parts, "", 1, n))
+        local who = require("sluice.plugin").current()
+        local msg = concat(parts, "", 1, n)
+        core.log(level, who and ("[" .. who .. "] " .. msg) or msg)
     end
 end
 

@@ -224,6 +224,7 @@ function _M.run(list, phase, ctx, log)
         if fn then
             current_plugin = p.name
             local ok, code, body = xpcall(fn, on_error, p.conf, ctx)
+            current_plugin = nil
             if not ok then
                 log("plugin ", p.name, " failed in ", phase, ": ", code)
                 return 500, { error_msg = "internal server error" }, p.name

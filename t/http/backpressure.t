@@ -8,10 +8,15 @@ use Time::HiRes qw(time sleep);
 use Sluice::Test qw(start_sluice start_mock_llm http_req wait_for);
 
 my $llm = start_mock_llm();
-my $sluice = start_sluice(routes => [
-    { id => 'all', uri => '/*',
-      upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } } },
-]);
+my $up = { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } };
+my $sluice = start_sluice(
+    routes => [ { id => 'all', uri => '/*', upstream => $up },
+                { id => 'filtered', uri => '/bytes/*', hosts => ['filtered.test'], priority => 10,
+                  upstream => $up,
+                  plugins => { 'test-passthrough' => {} } } ],
+    config => { plugins => ['test-passthrough'],
+                plugin_paths => [ Sluice::Test::repo_root() . '/t/plugins-fixtures' ] },
+);
 
 sub rss_kb {
     my ($pid) = @_;
@@ -30,19 +35,22 @@ diag "worker RSS at rest: ${base} kB";
 
 my $size = 512 * 1024 * 1024;
 
-subtest 'slow reader: worker memory stays bounded' => sub {
+sub slow_reader {
+    my ($path, $host) = @_;
+    my $prefix = '/bytes/';
+    my ($n) = $path =~ m{/bytes/(\d+)};
     $llm->clear;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
                                   Proto => 'tcp', Timeout => 3) or die "connect: $@";
-    syswrite $s, "GET /bytes/$size HTTP/1.1\r\nHost: x\r\n\r\n";
+    syswrite $s, "GET $path HTTP/1.1\r\nHost: $host\r\n\r\n";
     my $sel = IO::Select->new($s);
     my ($got, $max_rss, $buf, $head) = (0, 0, '', '');
     my $t0 = time;
     while (time - $t0 < 4) {
         if ($sel->can_read(0.5)) {
-            my $n = sysread $s, $buf, 65536;
-            last if !$n;
-            $got += $n;
+            my $rd = sysread $s, $buf, 65536;
+            last if !$rd;
+            $got += $rd;
             $head .= $buf if length $head < 200;
         }
         my $rss = rss_kb($worker) // 0;
@@ -50,22 +58,31 @@ subtest 'slow reader: worker memory stays bounded' => sub {
         sleep 0.1;
     }
     like $head, qr{\AHTTP/1\.1 200 }, 'response started';
+    like $head, qr{Transfer-Encoding: chunked}i, 'chunked (body_filter path)' if $host ne 'x';
     cmp_ok $got, '>', 100_000, "client received data ($got bytes)";
-    cmp_ok $got, '<', $size / 4, 'client is slow: far from the whole body';
+    cmp_ok $got, '<', $n / 4, 'client is slow: far from the whole body';
     cmp_ok $max_rss, '<', 100 * 1024, "worker RSS peak ${max_rss} kB < 100 MB";
     cmp_ok $max_rss - $base, '<', 64 * 1024, 'grew by less than 64 MB';
     my $resp = $llm->responses;
-    is scalar(grep { $_->{path} =~ m{^/bytes/} } @$resp), 0,
+    is scalar(grep { index($_->{path}, $prefix) == 0 } @$resp), 0,
         'upstream transfer still open (not finished or failed) while the client reads';
 
     close $s;
     my $cancelled = wait_for(sub {
-        my ($r) = grep { $_->{path} =~ m{^/bytes/} } @{ $llm->responses };
+        my ($r) = grep { index($_->{path}, $prefix) == 0 } @{ $llm->responses };
         return $r;
     }, 5);
     ok $cancelled, 'upstream transfer ended soon after the client left';
     is $cancelled && $cancelled->{outcome}, 'client_closed', 'the gateway hung up on the upstream';
-    cmp_ok $cancelled ? $cancelled->{bytes} : 0, '<', $size / 2, 'long before the end of the body';
+    cmp_ok $cancelled ? $cancelled->{bytes} : $n, '<', $n / 2, 'long before the end of the body';
+}
+
+subtest 'slow reader: worker memory stays bounded' => sub {
+    slow_reader("/bytes/$size", 'x');
+};
+
+subtest 'slow reader through a body_filter plugin: bounded too' => sub {
+    slow_reader('/bytes/' . ($size / 2), 'filtered.test');   # half: less to hold if it buffers
 };
 
 subtest 'the worker keeps serving' => sub {

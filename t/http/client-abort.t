@@ -8,16 +8,21 @@ use Time::HiRes qw(time sleep);
 use Sluice::Test qw(start_sluice start_mock_llm http_req wait_for);
 
 my $llm = start_mock_llm();
-my $sluice = start_sluice(routes => [
-    { id => 'all', uri => '/*',
-      upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } } },
-]);
+my $up = { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } };
+my $sluice = start_sluice(
+    routes => [ { id => 'all', uri => '/*', upstream => $up },
+                { id => 'filtered', uri => '/*', hosts => ['filtered.test'], priority => 10,
+                  upstream => $up, plugins => { 'test-passthrough' => {} } } ],
+    config => { plugins => ['test-passthrough'],
+                plugin_paths => [ Sluice::Test::repo_root() . '/t/plugins-fixtures' ] },
+);
 
 sub open_req {
-    my ($path) = @_;
+    my ($path, $host) = @_;
+    $host //= 'x';
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
                                   Proto => 'tcp', Timeout => 3) or die "connect: $@";
-    syswrite $s, "GET $path HTTP/1.1\r\nHost: x\r\n\r\n";
+    syswrite $s, "GET $path HTTP/1.1\r\nHost: $host\r\n\r\n";
     return $s;
 }
 
@@ -53,6 +58,18 @@ subtest 'hang up during an SSE stream' => sub {
     is $r && $r->{outcome}, 'client_closed', 'cancelled by the gateway';
     cmp_ok $r ? $r->{events} : 99, '<', 10, 'well before its 20 events';
     cmp_ok time - $t0, '<', 2, 'within a couple of events';
+};
+
+subtest 'hang up during an SSE stream through a body_filter plugin' => sub {
+    $llm->clear;
+    my $s = open_req('/sse?n=20&delay_ms=200', 'filtered.test');
+    my $got = read_until($s, qr/"seq":2\b/, 3);
+    like $got, qr/"seq":2\b/, 'two events received';
+    close $s;
+    my $r = outcome_of('/sse', 3);
+    ok $r, 'upstream stream ended';
+    is $r && $r->{outcome}, 'client_closed', 'cancelled by the gateway';
+    cmp_ok $r ? $r->{events} : 99, '<', 10, 'well before its 20 events';
 };
 
 subtest 'hang up while the upstream has not answered yet' => sub {

@@ -180,4 +180,17 @@ subtest 'keep-alive after an error response from the gateway (404)' => sub {
     is $r->{json}{path}, '/echo/after-404', 'right response';
 };
 
+subtest '204 and 304 from the upstream: no body, connection stays usable' => sub {
+    my $c = client();
+    for my $code (204, 304) {
+        send_bytes($c, "GET /status/$code HTTP/1.1\r\nHost: x\r\n\r\n");
+        my $r = read_resp($c);
+        is $r->{status}, $code, "$code passed through";
+        ok !defined $r->{headers}{'transfer-encoding'}, "$code: no Transfer-Encoding";
+        send_bytes($c, "GET /echo/after-$code HTTP/1.1\r\nHost: x\r\n\r\n");
+        my $next = read_resp($c);
+        is $next->{json}{path}, "/echo/after-$code", "$code: next response intact";
+    }
+};
+
 done_testing;

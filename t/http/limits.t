@@ -80,6 +80,14 @@ subtest 'headers under 32 KiB are served' => sub {
     is $llm->last_request->{headers}{'x-big-20'}, 'v' x 1000, 'headers upstream';
 };
 
+subtest 'many small headers (120, about 2 KiB) are served: the limit is bytes' => sub {
+    $llm->clear;
+    my %h = map { (sprintf('X-H%03d', $_) => "v$_") } 1 .. 120;
+    my $res = http_req($sluice, 'GET', '/echo/many', headers => \%h);
+    is $res->{status}, 200, 'status' or diag $res->{body};
+    is $llm->last_request && $llm->last_request->{headers}{'x-h120'}, 'v120', 'all headers upstream';
+};
+
 subtest 'Content-Length body over the limit: 413 before reading it' => sub {
     $llm->clear;
     my $t0 = time;
@@ -87,6 +95,17 @@ subtest 'Content-Length body over the limit: 413 before reading it' => sub {
     my $r = exchange("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", 3);
     json_error($r, 413);
     cmp_ok time - $t0, '<', 1.5, 'answered at once';
+    ok $r->{closed}, 'connection closed (the unread body must not be parsed as a request)';
+    is scalar @{ $llm->requests }, 0, 'nothing upstream';
+};
+
+subtest 'a request hidden in an over-limit body is never served' => sub {
+    $llm->clear;
+    my $inner = "GET /echo/hidden HTTP/1.1\r\nHost: x\r\n\r\n";
+    my $r = exchange("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+                     . $inner . ('p' x (2000 - length $inner)));
+    is $r->{status}, 413, 'status 413';
+    unlike $r->{raw}, qr{HTTP/1\.1 200}, 'no second response';
     is scalar @{ $llm->requests }, 0, 'nothing upstream';
 };
 

@@ -135,6 +135,35 @@ subtest 'SIGQUIT drains a stream too' => sub {
     is $sluice->wait_exit(5), 0, 'exit 0';
 };
 
+subtest 'SIGQUIT: idle keep-alive connections closed, in-flight one told to close' => sub {
+    my $sluice = start_sluice(routes => $routes);
+    # an idle keep-alive connection (keepalive_timeout is 75 s by default)
+    my $idle = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
+                                     Proto => 'tcp', Timeout => 3) or die $@;
+    syswrite $idle, "GET /echo/idle HTTP/1.1\r\nHost: x\r\n\r\n";
+    my $first = '';
+    my $sel = IO::Select->new($idle);
+    while ($first !~ /\r\n\r\n.*\}/s && $sel->can_read(3)) { sysread($idle, $first, 4096, length $first) or last }
+    like $first, qr{\AHTTP/1\.1 200 }, 'idle connection had one response';
+    # a keep-alive connection with a request in flight
+    my $busy = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
+                                     Proto => 'tcp', Timeout => 3) or die $@;
+    syswrite $busy, "GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n";
+    sleep 0.2;
+    my $t0 = time;
+    $sluice->signal('QUIT');
+    my $rest = read_all($idle, 3);
+    my $idle_closed = time - $t0;
+    is $rest, '', 'idle connection closed without a response';
+    cmp_ok $idle_closed, '<', 1.5, sprintf('promptly (%.2fs)', $idle_closed);
+    my $got = read_all($busy, 4);
+    like $got, qr{\AHTTP/1\.1 200 }, 'in-flight request completed';
+    like $got, qr{^Connection: close\r$}mi, 'with Connection: close';
+    my $code = $sluice->wait_exit(4);
+    is $code, 0, 'exit 0';
+    cmp_ok time - $t0, '<', 2.5, 'exited soon after the last request';
+};
+
 subtest 'SIGTERM exits at once' => sub {
     my $sluice = start_sluice(routes => $routes);
     my $s = start_slow_request($sluice, '/delay/3000');

@@ -2,7 +2,7 @@
 # weighted round robin, and the gateway's own errors (502 connect failure, 504 timeout, 404).
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Time::HiRes qw(time);
-use Sluice::Test qw(start_sluice start_mock_llm http_req free_port);
+use Sluice::Test qw(start_sluice start_mock_llm http_req free_port raw_http);
 
 my ($llm, $llm2) = (start_mock_llm(), start_mock_llm());
 my $node  = '127.0.0.1:' . $llm->port;
@@ -10,6 +10,7 @@ my $node2 = '127.0.0.1:' . $llm2->port;
 my $dead  = '127.0.0.1:' . free_port();     # held by us, nothing listens there
 
 my $sluice = start_sluice(routes => [
+    { id => 'sse', uri => '/sse', upstream => { type => 'roundrobin', nodes => { $node => 1 } } },
     { id => 'basic', uri => '/echo*', upstream => { type => 'roundrobin', nodes => { $node => 1 } } },
     { id => 'node', uri => '/echo/pass-node', priority => 10,
       upstream => { type => 'roundrobin', pass_host => 'node', nodes => { $node => 1 } } },
@@ -141,6 +142,68 @@ subtest 'pass_host rewrite sends upstream_host' => sub {
     is $llm->last_request->{headers}{host}, 'backend.example', 'Host is upstream_host';
 };
 
+subtest 'PATCH and OPTIONS pass through' => sub {
+    for my $method (qw(PATCH OPTIONS)) {
+        $llm->clear;
+        my $res = http_req($sluice, $method, '/echo/other', body => 'b');
+        is $res->{status}, 200, "$method status";
+        is $llm->last_request->{method}, $method, "$method upstream";
+        is $llm->last_request->{body}, 'b', "$method body upstream";
+    }
+};
+
+subtest 'path and query are forwarded raw (no decoding or normalising)' => sub {
+    $llm->clear;
+    my $res = http_req($sluice, 'GET', '/echo/a%2Fb/%7Euser?x=%20y&x=2&flag');
+    is $res->{status}, 200, 'status';
+    is $llm->last_request->{path}, '/echo/a%2Fb/%7Euser', 'path as sent';
+    is $llm->last_request->{query}, 'x=%20y&x=2&flag', 'query as sent';
+};
+
+subtest 'absolute-form request target' => sub {
+    $llm->clear;
+    my $raw = raw_http($sluice, "GET http://abs.example/echo/abs?q=1 HTTP/1.1\r\n"
+                       . "Host: abs.example\r\nConnection: close\r\n\r\n", timeout => 3);
+    like $raw, qr{\AHTTP/1\.1 200 }, 'status 200';
+    my $req = $llm->last_request;
+    is $req && $req->{path}, '/echo/abs', 'origin-form path upstream';
+    is $req && $req->{query}, 'q=1', 'query upstream';
+};
+
+subtest 'upstream statuses, bodies and Content-Length pass through' => sub {
+    my $res = http_req($sluice, 'GET', '/echo/s?mock_status=503');
+    is $res->{status}, 503, 'upstream 503 passed';
+    is $res->{json}{error}{code}, 503, 'upstream body passed';
+    $res = http_req($sluice, 'GET', '/echo/s?mock_status=404');
+    is $res->{status}, 404, 'upstream 404 is not the gateway\'s 404';
+    ok !defined $res->{json}{error_msg}, 'upstream body, not "Route Not Found"';
+    $res = http_req($sluice, 'GET', '/static.json');
+    is $res->{headers}{'content-length'}, 1024, 'Content-Length kept';
+    ok !$res->{chunked}, 'not re-chunked';
+    is $res->{headers}{'x-request-id'}, $llm->last_request && 'mock-' . $llm->last_request->{id},
+        'upstream headers passed';
+};
+
+subtest 'hop-by-hop response headers are not passed to the client' => sub {
+    my $res = http_req($sluice, 'GET', '/echo/rh', headers => {
+        'X-Mock-Header' => 'Keep-Alive: timeout=99' });
+    is $res->{status}, 200, 'status';
+    ok !exists $res->{headers}{'keep-alive'}, 'no upstream Keep-Alive';
+    $res = http_req($sluice, 'GET', '/echo/rh', headers => { 'X-Mock-Header' => 'X-Up: 1' });
+    is $res->{headers}{'x-up'}, '1', 'ordinary upstream header passed';
+};
+
+subtest 'upstream cuts the body short: the client is not left hanging' => sub {
+    my $t0 = time;
+    my $res = http_req($sluice, 'GET', '/echo/cut?mock_cut=1', timeout => 4);
+    cmp_ok time - $t0, '<', 2, 'the client connection ended promptly';
+    ok !$res->{complete}, 'the client can tell the body is incomplete';
+    $t0 = time;
+    $res = http_req($sluice, 'GET', '/sse?n=5&mock_cut=2', timeout => 4);
+    cmp_ok time - $t0, '<', 2, 'cut stream: ended promptly';
+    ok !$res->{complete}, 'cut stream: no clean end';
+};
+
 subtest 'weighted round robin 3:1' => sub {
     $llm->clear;
     $llm2->clear;
@@ -170,6 +233,16 @@ subtest 'upstream read timeout: 504 JSON' => sub {
     cmp_ok $took, '<', 1.8, sprintf('answered before the upstream (%.2fs)', $took);
     cmp_ok $took, '>=', 0.4, 'after about the read timeout';
     is $llm->last_request->{path}, '/delay/2000', 'the request reached the upstream';
+};
+
+subtest 'upstream read timeout with a request body: 504 JSON as fast' => sub {
+    $llm->clear;
+    my $t0 = time;
+    my $res = http_req($sluice, 'POST', '/delay/2000', body => '{"a":1}', timeout => 10);
+    my $took = time - $t0;
+    json_error_ok($res, 504, 'timeout');
+    cmp_ok $took, '<', 0.9, sprintf('about the 0.5 s read timeout after the body was sent (%.2fs)', $took);
+    is $llm->last_request->{body}, '{"a":1}', 'the body reached the upstream';
 };
 
 subtest 'no route: 404 JSON' => sub {

@@ -7,7 +7,7 @@ use File::Temp qw(tempdir);
 use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
-use Sluice::Test qw(start_sluice start_mock_llm http_req wait_for);
+use Sluice::Test qw(start_sluice start_mock_llm http_req wait_for repo_root);
 
 my $llm = start_mock_llm();
 my $node = '127.0.0.1:' . $llm->port;
@@ -29,8 +29,11 @@ LUA
 write_plugin(1);
 my $route = { id => 'v', uri => '/echo/*', plugins => { 'test-version' => {} },
               upstream => { type => 'roundrobin', nodes => { $node => 1 } } };
-my $sluice = start_sluice(workers => 2, routes => [$route],
-                          config => { plugins => ['test-version'], plugin_paths => [$dir] });
+my $counter = { id => 'count', uri => '/pdk/shared', plugins => { 'test-pdk' => { mode => 'shared' } },
+                upstream => { type => 'roundrobin', nodes => { $node => 1 } } };
+my $sluice = start_sluice(workers => 2, routes => [$route, $counter],
+                          config => { plugins => ['test-version', 'test-pdk'],
+                                      plugin_paths => [$dir, repo_root() . '/t/plugins-fixtures'] });
 
 sub version { http_req($sluice, 'GET', '/echo/v', timeout => 3)->{headers}{'x-version'} // '' }
 
@@ -54,6 +57,8 @@ sub read_all {
 
 subtest 'plugin edited on disk: old behaviour until reload, new after' => sub {
     is version(), '1', 'X-Version: 1';
+    my @counts = map { http_req($sluice, 'GET', '/pdk/shared')->{json}{count} // 0 } 1 .. 2;
+    is_deeply \@counts, [1, 2], 'shared dict counts 1, 2 before the reload';
     write_plugin(2);
     sleep 1.2;
     is version(), '1', 'still 1 without a reload';
@@ -81,6 +86,8 @@ subtest 'plugin edited on disk: old behaviour until reload, new after' => sub {
     ok $switched, 'X-Version: 2 after the reload';
     cmp_ok $switched // 99, '<', 3, 'within a few seconds';
     is version(), '2', 'and it stays 2';
+    is http_req($sluice, 'GET', '/pdk/shared')->{json}{count}, 3,
+        'shared dict kept its data across the reload';
     for my $s (@slow) {
         like read_all($s, 4), qr{\AHTTP/1\.1 200 .*X-Version: 1}si,
             'request in flight during the reload completed (old plugin)';
@@ -102,6 +109,12 @@ subtest 'routes file rewritten: takes effect without a reload' => sub {
     cmp_ok $took, '<', 2.5, sprintf('within %.2fs', $took);
     is $llm->last_request->{headers}{host}, 'new-route', 'served by the new route';
     is version(), '2', 'old route still there';
+    # every worker polls on its own: wait until all of them have it before moving on
+    my $all = wait_for(sub {
+        !grep { http_req($sluice, 'GET', '/status/201')->{status} != 201 } 1 .. 8
+    }, 3, 0.2);
+    ok $all, 'every worker serves the new route';
+    sleep 1.1;
 };
 
 subtest 'broken routes file: rejected, logged, old routes keep serving' => sub {

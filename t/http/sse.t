@@ -5,15 +5,22 @@ use Time::HiRes qw(time);
 use Sluice::Test qw(start_sluice start_mock_llm http_req);
 
 my $llm = start_mock_llm();
-my $sluice = start_sluice(routes => [
-    { id => 'sse', uri => '/sse',
-      upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } } },
-]);
+my $up = { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } };
+my $sluice = start_sluice(
+    routes => [ { id => 'sse', uri => '/sse', upstream => $up },
+                # the same stream through a body_filter plugin (the path ai-proxy takes)
+                { id => 'filtered', uri => '/sse', hosts => ['filtered.test'], priority => 10,
+                  upstream => $up, plugins => { 'test-passthrough' => {} } } ],
+    config => { plugins => ['test-passthrough'],
+                plugin_paths => [ Sluice::Test::repo_root() . '/t/plugins-fixtures' ] },
+);
 
-subtest 'five events 300 ms apart arrive 300 ms apart' => sub {
+sub five_events {
+    my ($host) = @_;
     $llm->clear;
     my $t0 = time;
-    my $res = http_req($sluice, 'GET', '/sse?n=5&delay_ms=300', max_time => 10);
+    my $res = http_req($sluice, 'GET', '/sse?n=5&delay_ms=300', max_time => 10,
+                       headers => { Host => $host });
     is $res->{status}, 200, 'status';
     like $res->{headers}{'content-type'} // '', qr{^text/event-stream}, 'Content-Type kept';
     ok $res->{complete}, 'stream ended cleanly';
@@ -39,7 +46,11 @@ subtest 'five events 300 ms apart arrive 300 ms apart' => sub {
     my ($resp) = grep { $_->{path} =~ m{^/sse} } @{ $llm->responses };
     is $resp->{outcome}, 'complete', 'upstream finished the stream';
     is $llm->last_request->{query}, 'n=5&delay_ms=300', 'query upstream';
-};
+}
+
+subtest 'five events 300 ms apart arrive 300 ms apart' => sub { five_events('plain.test') };
+
+subtest 'the same through a body_filter plugin' => sub { five_events('filtered.test') };
 
 subtest 'large events are not held back either' => sub {
     my $res = http_req($sluice, 'GET', '/sse?n=3&delay_ms=300&size=20000', max_time => 10);

@@ -1,0 +1,162 @@
+-- test-pdk: exercises the plugin API for t/http/pdk.t. conf.mode picks what it does.
+local pdk = require("sluice.pdk")
+
+local schema = {
+    type = "object",
+    properties = {
+        mode = { type = "string" },
+        url = { type = "string" },
+        sleep = { type = "number" },
+    },
+    required = { "mode" },
+}
+
+local _M = { name = "test-pdk", version = 1, priority = 1000, schema = schema }
+
+local DICT = "plugin-limit-count"
+
+
+local function request_info(ctx)
+    local args = pdk.request.get_args(ctx)
+    local body = pdk.request.get_body(nil, ctx)
+    local info = {
+        method = pdk.request.get_method(),
+        uri = pdk.request.get_uri(),
+        path = pdk.request.get_path(),
+        arg_x = ctx.var.arg_x,
+        args_x = args.x,
+        http_x_foo = ctx.var.http_x_foo,
+        header_x_foo = pdk.request.header(ctx, "x-FOO"),
+        headers_x_foo = pdk.request.headers(ctx)["x-foo"],
+        body_len = body and #body or 0,
+        remote_addr = ctx.var.remote_addr,
+        route_id = ctx.var.route_id,
+    }
+    local json, err = pdk.request.get_json(ctx)
+    info.json_model = json and json.model
+    info.json_err = err
+    return info, json
+end
+
+
+local MODES = {}
+
+
+function MODES.request(conf, ctx)
+    local info, json = request_info(ctx)
+    ctx[_M.name] = info
+    pdk.request.set_header(ctx, "X-Added", "added")
+    pdk.request.set_header(ctx, "X-Remove-Me", nil)
+    if json then
+        json.extra = "yes"
+        pdk.request.set_body(ctx, pdk.json.encode(json))
+        local again = pdk.request.get_json(ctx)
+        info.json_after_set = again and again.extra
+    end
+end
+
+
+function MODES.strict_json(conf, ctx)
+    local json, err = pdk.request.get_json(ctx)
+    if not json then
+        return 400, { error = err }
+    end
+
+    return 200, { model = json.model }
+end
+
+
+function MODES.shared(conf, ctx)
+    local dict = pdk.shared[DICT]
+    local n, err = dict:incr("test-pdk-count", 1, 0)
+    if not n then
+        return 500, { error = err }
+    end
+
+    return 200, { count = n, worker = pdk.worker.id(), pid = pdk.worker.pid and pdk.worker.pid() }
+end
+
+
+function MODES.http(conf, ctx)
+    local res, err = pdk.http.request({
+        method = "POST",
+        url = conf.url,
+        headers = { ["X-From-Plugin"] = "yes", ["Content-Type"] = "application/json" },
+        body = '{"from":"plugin"}',
+        timeout = 1,
+    })
+    if not res then
+        return 502, { error = tostring(err) }
+    end
+
+    return 200, { status = res.status, content_type = res.headers["content-type"],
+                  body = res.body }
+end
+
+
+function MODES.sleep(conf, ctx)
+    pdk.timer.sleep(conf.sleep or 0.2)
+    return 200, { slept = conf.sleep or 0.2 }
+end
+
+
+function MODES.re(conf, ctx)
+    local m = pdk.re.match(pdk.request.get_path(), [[^/pdk/re/(\w+)-(\d+)$]], "jo")
+    local none = pdk.re.match("nothing here", [[\d+]], "jo")
+    local replaced, n = pdk.re.gsub("a1b22c333", [[\d+]], "#", "jo")
+    local from, to = pdk.re.find("hello world", [[wor]], "jo")
+    local ci = pdk.re.match("HeLLo", "^hello$", "ijo")
+    return 200, { m0 = m and m[0], m1 = m and m[1], m2 = m and m[2], none = none == nil,
+                  replaced = replaced, n = n, from = from, to = to, ci = ci and ci[0] }
+end
+
+
+function MODES.log(conf, ctx)
+    pdk.log.warn("says ", 42, " for ", ctx.var.arg_id)
+end
+
+
+function MODES.peek(conf, ctx)
+    local v = pdk.shared[DICT]:get("test-pdk-log-" .. tostring(ctx.var.arg_id))
+    return 200, { value = v or pdk.json.null }
+end
+
+
+function _M.access(conf, ctx)
+    local fn = MODES[conf.mode]
+    if fn then
+        return fn(conf, ctx)
+    end
+end
+
+
+function _M.header_filter(conf, ctx)
+    if conf.mode == "request" then
+        pdk.response.set_header("X-Seen", pdk.json.encode(ctx[_M.name]))
+    end
+
+    if conf.mode == "status" then
+        pdk.response.set_status(203)
+    end
+
+    pdk.response.set_header("X-Upstream-Status", tostring(pdk.response.get_upstream_status(ctx)))
+    pdk.response.set_header("X-Upstream-Ct", pdk.response.get_header("Content-Type"))
+end
+
+
+function _M.body_filter(conf, ctx)
+    if conf.mode == "upper" and ctx.chunk then
+        ctx.chunk = ctx.chunk:upper()
+    end
+end
+
+
+function _M.log(conf, ctx)
+    if conf.mode == "log" then
+        pdk.shared[DICT]:set("test-pdk-log-" .. tostring(ctx.var.arg_id),
+                             tostring(ctx.var.status) .. "/" .. tostring(ctx.var.upstream_status))
+    end
+end
+
+
+return _M
