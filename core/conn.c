@@ -352,9 +352,16 @@ sl_conn_close_idle(void)
 {
     size_t  i;
 
+    /* idle means: served a request and nothing of the next one has arrived. A connection
+     * accepted just before the stop gets its first request served (the head deadline
+     * bounds how long we wait for it), then closes */
     for (i = 0; i < nconns_cap; i++) {
-        if (conns[i] != NULL && conns[i]->req == NULL && !conns[i]->closed) {
-            sl_conn_close(conns[i]);
+        sl_conn_t  *c = conns[i];
+
+        if (c != NULL && c->req == NULL && !c->closed && c->nrequests > 0
+            && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        {
+            sl_conn_close(c);
         }
     }
 }
