@@ -456,6 +456,72 @@ failed:
 }
 
 
+/* Host: a reg-name or IPv4 address, or an [IPv6] literal, then an optional :port. No '/',
+ * '\\', '@' or "..": they would let a Host value steer paths or confuse a host match. */
+static int
+valid_host(const char *p, size_t len)
+{
+    size_t  i = 0;
+    int     dot = 0;
+
+    if (len > 0 && p[0] == '[') {
+        for (i = 1; i < len && p[i] != ']'; i++) {
+            unsigned char  c = (unsigned char) p[i];
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+                  || c == ':' || c == '.'))
+            {
+                return 0;
+            }
+        }
+
+        if (i == len) {
+            return 0;               /* no closing bracket */
+        }
+
+        i++;
+
+    } else {
+        for (; i < len && p[i] != ':'; i++) {
+            unsigned char  c = (unsigned char) p[i];
+
+            if (c == '.') {
+                if (dot) {
+                    return 0;
+                }
+
+                dot = 1;
+                continue;
+            }
+
+            dot = 0;
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                  || c == '-' || c == '_' || c == '~' || c == '%' || c == '!' || c == '$'
+                  || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+'
+                  || c == ',' || c == ';' || c == '=' || c >= 0x80))
+            {
+                return 0;
+            }
+        }
+    }
+
+    if (i == len) {
+        return 1;
+    }
+
+    if (p[i] != ':') {
+        return 0;
+    }
+
+    for (i++; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 int
 sl_http_parse_head(const char *buf, size_t len, const sl_http_limits_t *lim,
     sl_http_head_t *h, size_t *head_len, int *status, const char **err)
@@ -684,6 +750,10 @@ sl_http_parse_head(const char *buf, size_t len, const sl_http_limits_t *lim,
     }
     if (host_n == 0 && h->version == 11) {
         *err = "missing host header";
+        goto invalid;
+    }
+    if (host_n == 1 && !valid_host(h->host.data, h->host.len)) {
+        *err = "invalid host header";
         goto invalid;
     }
 

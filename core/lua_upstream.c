@@ -106,6 +106,30 @@ set_timeouts(lua_State *L, int idx, sl_transfer_t *t)
 }
 
 
+/* "Name: value" without truncation: a stack buffer for the usual sizes */
+static void
+add_header(sl_transfer_t *t, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    char    buf[1024], *line = buf;
+    size_t  need = nlen + vlen + 3;
+
+    if (need > sizeof(buf)) {
+        line = sl_xmalloc(need);
+    }
+
+    memcpy(line, name, nlen);
+    line[nlen] = ':';
+    line[nlen + 1] = ' ';
+    memcpy(line + nlen + 2, value, vlen);
+    line[nlen + 2 + vlen] = '\0';
+    sl_transfer_add_header(t, line);
+
+    if (line != buf) {
+        free(line);
+    }
+}
+
+
 /* ---- the request's own upstream ---- */
 
 static int
@@ -381,7 +405,16 @@ l_proxy(lua_State *L)
     }
 
     if (r->up != NULL) {
-        return luaL_error(L, "the request was already sent upstream");
+        if (!r->up_done || r->up_status != 0 || r->headers_sent) {
+            return luaL_error(L, "the request was already sent upstream");
+        }
+
+        /* a retry after a failure without response: the old transfer goes */
+        sl_transfer_free(r->up);
+        r->up = NULL;
+        r->up_done = 0;
+        r->up_result = SL_OK;
+        r->up_error = NULL;
     }
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -455,9 +488,7 @@ l_proxy(lua_State *L)
             has_accept = 1;
         }
 
-        snprintf(line, sizeof(line), "%.*s: %.*s", (int) h->name.len, h->name.data,
-                 (int) sl_min(h->value.len, sizeof(line) - h->name.len - 4), h->value.data);
-        sl_transfer_add_header(t, line);
+        add_header(t, h->name.data, h->name.len, h->value.data, h->value.len);
     }
 
     if (lua_istable(L, -1)) {
@@ -473,8 +504,7 @@ l_proxy(lua_State *L)
                     has_accept = 1;
                 }
 
-                snprintf(line, sizeof(line), "%s: %s", n, v);
-                sl_transfer_add_header(t, line);
+                add_header(t, n, strlen(n), v, strlen(v));
             }
 
             lua_pop(L, 1);
@@ -839,8 +869,9 @@ start_http(lua_State *L, int idx, http_wait_t *w, int i, const char **err)
                     has_ct = 1;
                 }
 
-                snprintf(line, sizeof(line), "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
-                sl_transfer_add_header(t, line);
+                size_t  nl, vl;
+                const char *n = lua_tolstring(L, -2, &nl), *v = lua_tolstring(L, -1, &vl);
+                add_header(t, n, nl, v, vl);
             }
 
             lua_pop(L, 1);

@@ -11,8 +11,12 @@
 #include "conf.h"
 #include "worker.h"
 
+#define SPARE_MAX  64
+
 struct sl_upstream_s {
     CURLM              *multi;
+    sl_transfer_t      *spare[SPARE_MAX];    /* finished transfers kept for reuse */
+    size_t              nspare;
     struct event_base  *base;
     struct event       *timer;
     size_t              active;
@@ -416,16 +420,31 @@ on_io_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 
+/* A transfer, recycled when possible: curl_easy_init() costs more than a reset, and a
+ * reset easy handle keeps its caches (DNS, TLS session) */
 sl_transfer_t *
 sl_transfer_new(sl_upstream_t *up)
 {
-    sl_transfer_t  *t = sl_xcalloc(1, sizeof(sl_transfer_t));
+    sl_transfer_t  *t;
+    CURL           *easy = NULL;
+    struct event   *timer = NULL;
+
+    if (up->nspare > 0) {
+        t = up->spare[--up->nspare];
+        easy = t->easy;
+        timer = t->timer;
+        curl_easy_reset(easy);
+        memset(t, 0, sizeof(*t));
+    } else {
+        t = sl_xcalloc(1, sizeof(sl_transfer_t));
+    }
 
     t->up = up;
     t->pool = sl_pool_new(2048);
-    t->easy = curl_easy_init();
+    t->easy = easy ? easy : curl_easy_init();
     t->sock = -1;
-    t->timer = evtimer_new(up->base, on_io_timer, t);
+    t->timer = timer ? timer : evtimer_new(up->base, on_io_timer, t);
+    event_assign(t->timer, up->base, -1, 0, on_io_timer, t);
     sl_hdrs_init(&t->headers, t->pool, 16);
     t->connect_timeout = up->conf->up_connect_timeout;
     t->send_timeout = up->conf->up_send_timeout;
@@ -525,9 +544,18 @@ sl_transfer_free(sl_transfer_t *t)
         curl_multi_remove_handle(t->up->multi, t->easy);
     }
 
-    curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->req_headers);
-    event_free(t->timer);
+    t->req_headers = NULL;
     sl_pool_free(t->pool);
+    t->pool = NULL;
+    evtimer_del(t->timer);
+
+    if (t->up->nspare < SPARE_MAX) {
+        t->up->spare[t->up->nspare++] = t;
+        return;
+    }
+
+    curl_easy_cleanup(t->easy);
+    event_free(t->timer);
     free(t);
 }

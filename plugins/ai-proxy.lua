@@ -539,6 +539,8 @@ local function stream_convert_chunk(ctx, st, chunk, eof, now)
     ctx.chunk = s
     if eof and not st.sent then
         pdk.log.error(NO_OUTPUT_MSG)
+        ctx.var.error_reason = NO_OUTPUT_MSG
+        ctx.ai_stream_aborted = "no_output"
         fail_unsent(ctx, st, 502, NO_OUTPUT_MSG, now, "no_output")
     end
 end
@@ -547,13 +549,14 @@ end
 -- Usage, tool calls and text of a complete non-streaming body of the provider's protocol.
 local function account_body(st, s, obj)
     local target = st.target
-    local u, raw, decoded
+    local u, raw, decoded, err
     if obj then
         u, raw = usage.extract(target, obj)
         decoded = obj
 
     else
-        u, raw, decoded = usage.from_body_string(target, s)
+        u, raw, decoded, err = usage.from_body_string(target, s)
+        st.invalid = err
     end
 
     if u then
@@ -609,6 +612,13 @@ local function nonstream_chunk(conf, ctx, st, chunk, eof, now)
     st.parts = nil
     if mode ~= "convert" then
         account_body(st, s)
+        if st.invalid and not ctx.upstream_error then
+            -- a whole body that is not JSON (a cut one is reported as read_error)
+            pdk.log.warn("provider response is not valid JSON, usage is not available; ",
+                         "route_id=", ctx.var.route_id or "", " bytes=", #s)
+            ctx.var.error_reason = "provider response is not valid JSON"
+        end
+
         if mode == "hold" then
             ctx.chunk = s
         end
@@ -619,6 +629,10 @@ local function nonstream_chunk(conf, ctx, st, chunk, eof, now)
     local obj = decode(s)
     if type(obj) ~= "table" then
         pdk.log.warn("failed to decode response from ai service, usage is not available")
+        if not ctx.upstream_error then
+            ctx.var.error_reason = "provider response is not valid JSON"
+        end
+
         ctx.chunk = s
         return
     end
@@ -678,8 +692,18 @@ function _M.body_filter(conf, ctx)
         st.end_time = fresh_now()
         ctx.var.llm_request_done = true
         if ctx.upstream_error and not st.cut then
-            st.cut = "read_error"           -- the provider's connection broke mid-body
-            ctx.ai_stream_aborted = "read_error"
+            -- the provider's connection broke mid-body, or the core's whole-transfer deadline
+            -- (max_stream_duration_ms, set in proxy_to) ended it before a chunk came to check
+            local reason = "read_error"
+            if st.deadline and st.end_time >= st.deadline - 0.01 then
+                reason = "max_stream_duration_ms"
+                pdk.log.warn("aborting AI stream: max_stream_duration_ms exceeded; bytes=",
+                             st.bytes, " duration_ms=", ms(st.end_time - st.start),
+                             " route_id=", ctx.var.route_id or "")
+            end
+
+            st.cut = reason
+            ctx.ai_stream_aborted = reason
         end
 
         return
@@ -718,9 +742,15 @@ end
 -- Final usage: exact, or estimated from what was seen when the response was cut short.
 local function final_usage(ctx, st)
     local acc = st.acc
+    local info = ctx.log_info
+    if st.cut == "read_error" and info and info.client_gone then
+        -- the core ended the transfer because the client left: not the provider's fault
+        st.cut = "client_disconnect"
+        ctx.ai_stream_aborted = st.cut
+    end
+
     if acc then
         if not st.eof and not st.cut then
-            local info = ctx.log_info
             st.cut = ctx.ai_stream_aborted
                      or (info and info.client_gone and "client_disconnect") or "read_error"
             ctx.ai_stream_aborted = st.cut
@@ -739,7 +769,7 @@ local function final_usage(ctx, st)
         return st.final_usage, st.final_raw, false, st.tool_call, st.text
     end
 
-    if st.nonstream and not st.eof and not st.failed and BODY_USAGE[st.target] then
+    if st.nonstream and (not st.eof or st.cut) and not st.failed and BODY_USAGE[st.target] then
         -- a non-streaming answer cut short: the provider billed it all; estimate
         local u = usage.zero()
         u.prompt_tokens = usage.estimate_prompt(st.body)
@@ -783,6 +813,9 @@ function _M.log(conf, ctx)
     var.llm_reasoning_tokens = u.reasoning_tokens
     if estimated then
         var.llm_usage_estimated = true
+        pdk.log.info("AI usage estimated (", ctx.ai_stream_aborted or "provider reported none",
+                     "): prompt_tokens=", u.prompt_tokens, " completion_tokens=",
+                     u.completion_tokens, " route_id=", var.route_id or "")
     end
 
     var.llm_has_tool_calls = tool_call and "true" or "false"

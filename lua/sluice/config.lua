@@ -2,21 +2,45 @@
 -- the source. Sources: "store" (the Admin API's DIR/data/store.json; a version counter in
 -- the sluice-config shared dict says when to re-read) and "file" (a standalone JSON or Lua
 -- file in APISIX's shape, re-read when it changes). A snapshot is immutable: a request keeps
--- the one it started with; a change builds a new one. A source that fails to load or
--- validate is rejected whole and the previous snapshot keeps serving.
+-- the one it started with; a change builds a new one.
+--
+-- Every resource is checked as APISIX's data plane checks what it reads from etcd (schema,
+-- plugin schemas, defaults filled in). For the store the check runs on a copy (the Admin API
+-- serves the document as written) and the checked copy is kept per id and write index, so a
+-- change re-checks only what changed; a stored item that no longer passes (a plugin was
+-- removed from the node) is skipped with a logged reason. A standalone file is checked whole
+-- and rejected whole: the previous snapshot keeps serving and the reason is logged.
 local conf_mod = require("sluice.conf")
 local plugin = require("sluice.plugin")
 local router_mod = require("sluice.router")
 local validate = require("sluice.config.validate")
 local store_mod = require("sluice.config.store")
-local tab = require("sluice.pdk.table")
+local schema = require("sluice.schema")
 
 local pairs = pairs
 local ipairs = ipairs
 local type = type
+local tostring = tostring
+local setmetatable = setmetatable
+local deepcopy = schema.deepcopy
+local sort = table.sort
 
 local KINDS = { "routes", "services", "upstreams", "consumers", "plugin_configs",
                 "global_rules", "plugin_metadata", "ssls" }
+
+-- the order items are checked in (references point into earlier kinds)
+local CHECK_ORDER = { "upstreams", "ssls", "services", "plugin_configs", "consumers",
+                      "global_rules", "plugin_metadata", "routes" }
+
+local SKIP_REFS = { skip_references = true }
+local EMPTY = setmetatable({}, { __newindex = function() error("read-only table") end })
+
+-- vars operators ~~ and ~* use PCRE2 (pdk.re), as APISIX's lua-resty-expr does
+local ROUTER_OPTS = {
+    re_find = function(subject, pattern, flags)
+        return (require("sluice.pdk.re").find(subject, pattern, flags and flags:gsub("[jo]", "")))
+    end,
+}
 
 local _M = {}
 
@@ -25,43 +49,138 @@ local source = {}
 local log = function() end
 
 
-local function values(map)
-    local list = {}
-    for _, entry in pairs(map or {}) do
-        list[#list + 1] = entry.value
-    end
-
-    return list
-end
-
-
-local function by_id(map)
-    local t = {}
+-- ids of one kind's entries in a stable order: file position when known, else id
+local function sorted_ids(map)
+    local ids, n, ordered = {}, 0, false
     for id, entry in pairs(map or {}) do
-        t[id] = entry.value
+        if type(entry) == "table" and type(entry.value) == "table" then
+            n = n + 1
+            ids[n] = id
+            ordered = ordered or entry.order ~= nil
+        end
     end
 
-    return t
+    if ordered then
+        sort(ids, function(a, b)
+            local oa, ob = map[a].order or 0, map[b].order or 0
+            if oa ~= ob then
+                return oa < ob
+            end
+
+            return tostring(a) < tostring(b)
+        end)
+
+    else
+        sort(ids)
+    end
+
+    return ids
 end
 
 
--- store-shaped document -> snapshot (or nil, err)
-function _M.build(doc, version)
-    local snap = {
-        version = version or 0,
-        upstreams = by_id(doc.upstreams),
-        services = by_id(doc.services),
-        consumers = by_id(doc.consumers),
-        plugin_configs = by_id(doc.plugin_configs),
-        plugin_metadata = by_id(doc.plugin_metadata),
-        ssls = values(doc.ssls),
-        global_rules = values(doc.global_rules),
-        routes = {},
-        info = {},       -- route -> {plugins = merged conf set, upstream = table}
+-- The checked value of one entry: from the previous build when the entry did not change,
+-- else a checked copy; false when it does not pass.
+local function checked(kind, id, entry, doc, ctx)
+    if not ctx.validate then
+        return entry.value
+    end
+
+    local prev = ctx.prev[kind]
+    local c = prev and prev[id]
+    if c and c.ci == entry.createdIndex and c.mi == entry.modifiedIndex and c.gen == ctx.gen then
+        ctx.items[kind][id] = c
+        return c.value
+    end
+
+    local copy = deepcopy(entry.value)
+    local ok, err = validate.resource(kind, copy, doc, plugin, SKIP_REFS)
+    if not ok then
+        log("error", "skipping ", kind, "/", id, ": ", err)
+        copy = false
+    end
+
+    ctx.items[kind][id] = { ci = entry.createdIndex, mi = entry.modifiedIndex, gen = ctx.gen,
+                            value = copy }
+    return copy
+end
+
+
+local function merge_into(dst, set)
+    if type(set) == "table" then
+        for name, conf in pairs(set) do
+            dst[name] = conf
+        end
+    end
+end
+
+
+local function pick_upstream(route, service, upstreams)
+    if route.upstream_id ~= nil then
+        return upstreams[tostring(route.upstream_id)]
+    end
+
+    if route.upstream then
+        return route.upstream
+    end
+
+    if not service then
+        return nil
+    end
+
+    if service.upstream_id ~= nil then
+        return upstreams[tostring(service.upstream_id)]
+    end
+
+    return service.upstream
+end
+
+
+-- store-shaped document -> snapshot (or nil, err).
+-- opts.validate: check every item (a copy of it); opts.prev: the snapshot this one replaces,
+-- whose checked items are reused when unchanged.
+function _M.build(doc, version, opts)
+    opts = opts or {}
+    local ctx = {
+        validate = opts.validate,
+        prev = opts.prev and opts.prev._items or {},
+        gen = plugin.generation(),
+        items = {},
     }
 
+    local by_kind = {}
+    for _, kind in ipairs(CHECK_ORDER) do
+        ctx.items[kind] = {}
+        local t, list, n = {}, {}, 0
+        local map = doc[kind]
+        for _, id in ipairs(sorted_ids(map)) do
+            local v = checked(kind, id, map[id], doc, ctx)
+            if v then
+                t[id] = v
+                n = n + 1
+                list[n] = v
+            end
+        end
+
+        by_kind[kind] = { map = t, list = list }
+    end
+
+    local snap = {
+        version = version or 0,
+        upstreams = by_kind.upstreams.map,
+        services = by_kind.services.map,
+        consumers = by_kind.consumers.map,          -- by username
+        plugin_configs = by_kind.plugin_configs.map,
+        plugin_metadata = by_kind.plugin_metadata.map,
+        ssls = by_kind.ssls.list,
+        global_rules = by_kind.global_rules.list,
+        routes = {},
+        info = {},       -- route -> {plugins = merged conf set, upstream = table, service}
+        _items = ctx.items,
+    }
+
+    -- global rules in id order; a later rule's conf wins for the same plugin (the Admin API
+    -- refuses two rules with the same plugin)
     local global = {}
-    table.sort(snap.global_rules, function(a, b) return tostring(a.id) < tostring(b.id) end)
     for _, rule in ipairs(snap.global_rules) do
         for name, conf in pairs(rule.plugins or {}) do
             global[name] = conf
@@ -70,52 +189,45 @@ function _M.build(doc, version)
 
     snap.global_plugins = global
 
-    for _, route in ipairs(values(doc.routes)) do
-        local service = route.service_id and snap.services[tostring(route.service_id)]
-        local pc = route.plugin_config_id and snap.plugin_configs[tostring(route.plugin_config_id)]
-        local plugins = {}
-        if service and service.plugins then
-            tab.merge(plugins, service.plugins)
+    -- precedence as APISIX: service < plugin_config < route (< consumer, at request time)
+    for _, route in ipairs(by_kind.routes.list) do
+        local service = route.service_id ~= nil and snap.services[tostring(route.service_id)]
+                        or nil
+        local pc = route.plugin_config_id ~= nil
+                   and snap.plugin_configs[tostring(route.plugin_config_id)] or nil
+        local plugins = route.plugins or EMPTY
+        if service or pc then
+            plugins = {}
+            merge_into(plugins, service and service.plugins)
+            merge_into(plugins, pc and pc.plugins)
+            merge_into(plugins, route.plugins)
         end
 
-        if pc and pc.plugins then
-            for k, v in pairs(pc.plugins) do
-                plugins[k] = v
-            end
-        end
-
-        for k, v in pairs(route.plugins or {}) do
-            plugins[k] = v
-        end
-
-        local up = route.upstream
-        if not up and route.upstream_id then
-            up = snap.upstreams[tostring(route.upstream_id)]
-        end
-
-        if not up and service then
-            up = service.upstream
-            if not up and service.upstream_id then
-                up = snap.upstreams[tostring(service.upstream_id)]
-            end
-        end
-
-        if route.status ~= 0 then
-            snap.routes[#snap.routes + 1] = route
-        end
-
-        snap.info[route] = { plugins = plugins, upstream = up, service = service }
+        local r = route
         if route.hosts == nil and route.host == nil and service and service.hosts then
-            route.hosts = service.hosts
+            -- this snapshot's view: the checked route itself is shared with later snapshots
+            r = {}
+            for k, v in pairs(route) do
+                r[k] = v
+            end
+
+            r.hosts = service.hosts
         end
+
+        if r.status ~= 0 then
+            snap.routes[#snap.routes + 1] = r
+        end
+
+        snap.info[r] = { plugins = plugins, upstream = pick_upstream(r, service, snap.upstreams),
+                         service = service }
     end
 
-    local r, err = router_mod.new(snap.routes)
-    if not r then
+    local rt, err = router_mod.new(snap.routes, ROUTER_OPTS)
+    if not rt then
         return nil, err
     end
 
-    snap.router = r
+    snap.router = rt
     snap.plans = setmetatable({}, { __mode = "k" })
     return snap
 end
@@ -126,7 +238,7 @@ function _M.plan(snap, route, consumer)
     local key = consumer and consumer or route
     local cache = snap.plans[route]
     if not cache then
-        cache = {}
+        cache = setmetatable({}, { __mode = "k" })
         snap.plans[route] = cache
     end
 
@@ -138,6 +250,44 @@ function _M.plan(snap, route, consumer)
     local info = snap.info[route]
     list = plugin.build(snap.global_plugins, info.plugins, consumer and consumer.plugins)
     cache[key] = list
+    return list
+end
+
+
+-- The plugins a consumer brings that the route (and the global rules) do not have, auth
+-- plugins excepted: APISIX runs their rewrite phase once the consumer is known
+-- ("rewrite_in_consumer"). Cached per snapshot; an empty list when there are none.
+function _M.plan_consumer_rewrite(snap, route, consumer)
+    local key = snap.consumer_rewrite
+    if not key then
+        key = setmetatable({}, { __mode = "k" })
+        snap.consumer_rewrite = key
+    end
+
+    local per_route = key[route]
+    if not per_route then
+        per_route = setmetatable({}, { __mode = "k" })
+        key[route] = per_route
+    end
+
+    local list = per_route[consumer]
+    if list and list.generation == plugin.generation() then
+        return list
+    end
+
+    local info = snap.info[route]
+    local only = {}
+    for name, conf in pairs(consumer.plugins or EMPTY) do
+        local mod = plugin.get(name)
+        if info.plugins[name] == nil and snap.global_plugins[name] == nil
+           and not (mod and mod.type == "auth")
+        then
+            only[name] = conf
+        end
+    end
+
+    list = plugin.build(only)
+    per_route[consumer] = list
     return list
 end
 
@@ -155,13 +305,7 @@ end
 
 
 local function load_file_doc(path)
-    local raw, err = read_file(path)
-    if not raw then
-        return nil, "cannot read " .. path .. ": " .. tostring(err)
-    end
-
-    local doc
-    doc, err = conf_mod.read_table(path)
+    local doc, err = conf_mod.read_table(path)
     if not doc then
         return nil, err
     end
@@ -171,66 +315,93 @@ local function load_file_doc(path)
         return nil, out
     end
 
-    return out, raw
+    return out
+end
+
+
+local function refresh_file(force)
+    local raw = read_file(source.path)
+    if raw == nil then
+        if not source.warned then
+            log("error", "cannot read the configuration file ", source.path)
+            source.warned = true
+        end
+
+        return false
+    end
+
+    if not force and raw == source.raw and source.gen == plugin.generation() then
+        return false
+    end
+
+    source.raw = raw
+    source.gen = plugin.generation()
+    source.warned = false
+    local doc, err = load_file_doc(source.path)
+    if not doc then
+        log("error", "rejected configuration file ", source.path, ": ", err)
+        return false
+    end
+
+    local snap, berr = _M.build(doc, (snapshot and snapshot.version or 0) + 1)
+    if not snap then
+        log("error", "rejected configuration file ", source.path, ": ", berr)
+        return false
+    end
+
+    snapshot = snap
+    return true
+end
+
+
+local function refresh_store(force)
+    local version = source.version_fn and source.version_fn() or 0
+    local gen = plugin.generation()
+    if not force and version == source.version and gen == source.gen then
+        return false
+    end
+
+    local doc, err = source.store:read()
+    if not doc then
+        log("error", "cannot read the store: ", err)
+        return false
+    end
+
+    -- tried once per change: a document that does not build is not retried every poll
+    source.version = version
+    source.gen = gen
+    if snapshot and doc == source.doc and not force and gen == snapshot._gen then
+        return false
+    end
+
+    if doc ~= source.doc then
+        -- sealed values no keyring entry opens stay sealed: say so once per document
+        for _, w in ipairs(source.store.warnings or {}) do
+            log("error", w)
+        end
+    end
+
+    local snap, berr = _M.build(doc, doc._index or version, { validate = true, prev = snapshot })
+    if not snap then
+        log("error", "cannot build the configuration from the store: ", berr)
+        return false
+    end
+
+    snap._gen = gen
+    source.doc = doc
+    snapshot = snap
+    return true
 end
 
 
 -- re-reads the source; returns true when a new snapshot was installed
 function _M.refresh(force)
     if source.kind == "file" then
-        local raw = read_file(source.path)
-        if raw == nil then
-            if not source.warned then
-                log("error", "cannot read the configuration file ", source.path)
-                source.warned = true
-            end
-
-            return false
-        end
-
-        if not force and raw == source.raw then
-            return false
-        end
-
-        source.raw = raw
-        source.warned = false
-        local doc, err = load_file_doc(source.path)
-        if not doc then
-            log("error", "rejected configuration file ", source.path, ": ", err)
-            return false
-        end
-
-        local snap, berr = _M.build(doc, (snapshot and snapshot.version or 0) + 1)
-        if not snap then
-            log("error", "rejected configuration file ", source.path, ": ", berr)
-            return false
-        end
-
-        snapshot = snap
-        return true
+        return refresh_file(force)
     end
 
     if source.kind == "store" then
-        local version = source.version_fn and source.version_fn() or 0
-        if not force and version == source.version then
-            return false
-        end
-
-        local doc, err = source.store:read()
-        if not doc then
-            log("error", "cannot read the store: ", err)
-            return false
-        end
-
-        local snap, berr = _M.build(doc, doc._index or version)
-        if not snap then
-            log("error", "cannot build the configuration from the store: ", berr)
-            return false
-        end
-
-        source.version = version
-        snapshot = snap
-        return true
+        return refresh_store(force)
     end
 
     return false
@@ -292,6 +463,14 @@ function _M.check(conf)
         end
 
         return true
+    end
+
+    local keyring = conf.data_encryption and conf.data_encryption.keyring
+    if keyring ~= nil and not (type(keyring) == "table" and next(keyring) == nil) then
+        local box, kerr = require("sluice.crypto").new(keyring)
+        if not box then
+            return nil, kerr
+        end
     end
 
     local path = conf.prefix and (conf.prefix .. "/data/store.json")

@@ -7,6 +7,13 @@
 -- Buckets are stored per bucket and made cumulative when collected.
 local shared = require("sluice.shared")
 
+-- the C upstream module gives the transfer time unrounded (ctx.var has whole ms, too coarse
+-- for an overhead of tens of microseconds); absent outside a worker (unit tests, the master)
+local has_upstream, upstream = pcall(require, "sluice.upstream")
+if not has_upstream or type(upstream) ~= "table" or type(upstream.info) ~= "function" then
+    upstream = nil
+end
+
 local concat = table.concat
 local floor = math.floor
 local tostring = tostring
@@ -158,9 +165,9 @@ local function base(ctx)
 end
 
 
-local function join(...)
-    return concat({ ... }, "\2")
-end
+-- label values joined by "\2": plain concatenation (a vararg table per call showed up as a
+-- tenth of a streamed request's Lua time, GC included)
+local S = "\2"
 
 
 function _M.record(ctx, info)
@@ -172,31 +179,40 @@ function _M.record(ctx, info)
     local var = ctx.var
     local code = tostring(info.status)
     local ai = b.request_type ~= "traditional_http"
-    local tail = join(b.consumer, b.node, b.request_type, b.request_llm_model, b.llm_model)
+    local tail = b.consumer .. S .. b.node .. S .. b.request_type .. S .. b.request_llm_model
+                 .. S .. b.llm_model
 
-    incr("a\1" .. join(code, b.route, b.matched_uri, b.matched_host, b.service, tail,
-                       ai and "upstream" or (rawget(var, "upstream_status") and "upstream"
-                                             or "sluice")), 1)
+    local source = (ai or rawget(var, "upstream_status")) and "upstream" or "sluice"
+    incr("a\1" .. code .. S .. b.route .. S .. b.matched_uri .. S .. b.matched_host .. S
+         .. b.service .. S .. tail .. S .. source, 1)
 
     local request_ms = info.request_time
     local up_ms = tonumber(rawget(var, "upstream_response_time"))
-    local rs = join(b.route, b.service, tail)
-    observe("b", join("request", rs), MS_BUCKETS, request_ms)
-    if up_ms then
-        observe("b", join("upstream", rs), MS_BUCKETS, up_ms)
+    local up_exact = up_ms
+    if upstream and up_ms then
+        local ok, _, _, _, total_ms = pcall(upstream.info)
+        if ok and type(total_ms) == "number" and total_ms >= 0 then
+            up_exact = total_ms
+        end
     end
 
-    local overhead = request_ms - (up_ms or 0)
+    local rs = b.route .. S .. b.service .. S .. tail
+    observe("b", "request" .. S .. rs, MS_BUCKETS, request_ms)
+    if up_ms then
+        observe("b", "upstream" .. S .. rs, MS_BUCKETS, up_ms)
+    end
+
+    local overhead = request_ms - (up_exact or 0)
     if overhead < 0 then
         overhead = 0
     end
 
-    observe("b", join("apisix", rs), MS_BUCKETS, overhead)
-    observe("j", join(b.route, b.request_type), OVERHEAD_BUCKETS, overhead / 1000)
+    observe("b", "apisix" .. S .. rs, MS_BUCKETS, overhead)
+    observe("j", b.route .. S .. b.request_type, OVERHEAD_BUCKETS, overhead / 1000)
 
-    incr("c\1" .. join("egress", rs), info.bytes_sent)
+    incr("c\1egress" .. S .. rs, info.bytes_sent)
     if info.request_length then
-        incr("c\1" .. join("ingress", rs), info.request_length)
+        incr("c\1ingress" .. S .. rs, info.request_length)
     end
 
     if not ai then
@@ -204,7 +220,7 @@ function _M.record(ctx, info)
     end
 
     local service_id = b.service
-    local ls = join(b.route, service_id, tail)
+    local ls = b.route .. S .. service_id .. S .. tail
     local prompt = tonumber(rawget(var, "llm_prompt_tokens")) or 0
     local completion = tonumber(rawget(var, "llm_completion_tokens")) or 0
     incr("e\1" .. ls, prompt)
@@ -214,14 +230,15 @@ function _M.record(ctx, info)
 
     local ttft = tonumber(rawget(var, "llm_time_to_first_token")) or 0
     if ttft ~= 0 and info.status < 400 then
-        observe("d", join("total", ls), MS_BUCKETS, up_ms or request_ms)
+        observe("d", "total" .. S .. ls, MS_BUCKETS, up_ms or request_ms)
         if b.request_type == "ai_stream" then
-            observe("d", join("ttft", ls), MS_BUCKETS, ttft)
+            observe("d", "ttft" .. S .. ls, MS_BUCKETS, ttft)
         end
     end
 
     if ctx.upstream_aborted or info.status >= 500 then
-        incr("k\1" .. join(b.route, b.node, tostring(ctx.upstream_aborted or info.status)), 1)
+        incr("k\1" .. b.route .. S .. b.node .. S .. tostring(ctx.upstream_aborted or info.status),
+             1)
     end
 end
 
@@ -232,10 +249,16 @@ function _M.llm_active(ctx, delta)
         return
     end
 
-    local b = base(ctx)
-    local key = "g\1" .. join(b.route, b.route, b.matched_uri, b.matched_host, b.service,
-                              b.service, b.consumer, b.node, b.request_type,
-                              b.request_llm_model, b.llm_model)
+    -- the series chosen at +1 is the one decremented, whatever labels change meanwhile
+    local key = ctx._llm_active_key
+    if not key then
+        local b = base(ctx)
+        key = "g\1" .. b.route .. S .. b.route .. S .. b.matched_uri .. S .. b.matched_host
+              .. S .. b.service .. S .. b.service .. S .. b.consumer .. S .. b.node .. S
+              .. b.request_type .. S .. b.request_llm_model .. S .. b.llm_model
+        ctx._llm_active_key = key
+    end
+
     incr(key, delta)
 end
 

@@ -634,6 +634,14 @@ eval_rule = function(rule, lookup)
         return eval_leaf(rule, lookup)
     end
 
+    if logic == "FUNC" then
+        -- filter_func(vars): a table view of the lookup, as APISIX passes ngx.var
+        local vars = type(lookup) == "table" and lookup
+                     or setmetatable({}, { __index = function(_, k) return lookup(k) end })
+        local ok, res = pcall(rule.fn, vars)
+        return ok and res and true or false
+    end
+
     local any = logic == "OR" or logic == "!OR"
     local result = not any
     for i = 1, #exprs do
@@ -1434,6 +1442,22 @@ local function route_common(route, opts)
         end
 
         common.vars = common.vars or false
+    end
+
+    -- APISIX's filter_func: Lua source of function(vars) -> boolean, checked after vars
+    if route.filter_func ~= nil then
+        if type(route.filter_func) ~= "string" then
+            return nil, "filter_func: expected a string"
+        end
+
+        local chunk, cerr = loadstring("return " .. route.filter_func, "=filter_func")
+        local ok, fn = pcall(chunk or error, cerr)
+        if not chunk or not ok or type(fn) ~= "function" then
+            return nil, "filter_func: " .. tostring(cerr or fn or "not a function")
+        end
+
+        local func = { logic = "FUNC", fn = fn }
+        common.vars = common.vars and { logic = "AND", exprs = { common.vars, func } } or func
     end
 
     return common

@@ -205,13 +205,13 @@ end
 local function tablekind(t)
     -- 0: object, 1: empty (object or array), 2: array; as jsonschema's lib.tablekind
     local len = #t
+    if len == 0 then
+        return next(t) == nil and 1 or 0        -- no array part: keys only, or nothing
+    end
+
     local n = 0
     for _ in next, t do
         n = n + 1
-    end
-
-    if len == 0 then
-        return n == 0 and 1 or 0
     end
 
     return n == len and 2 or 0
@@ -303,6 +303,21 @@ local function quote(s)
 end
 
 
+-- Inside anyOf/oneOf/not/if a branch's error message is thrown away, so while `quiet` > 0
+-- the costly messages (quoted names and values, nested prefixes) are not built.
+local quiet = 0
+local QUIET = "failed"
+local wrapped = setmetatable({}, { __mode = "k" })     -- validator -> _M.validator()'s wrapper
+
+
+local function try(validate, v)
+    quiet = quiet + 1
+    local ok = validate(v)
+    quiet = quiet - 1
+    return ok
+end
+
+
 local function unique_items(arr)
     local seen, tabs = {}, {}
     for i, v in ipairs(arr) do
@@ -342,8 +357,8 @@ end
 
 
 local TYPE_TESTS = {
-    object = function(_, vt, kind) return vt == "table" and kind() <= 1 end,
-    array = function(_, vt, kind) return vt == "table" and kind() >= 1 end,
+    object = function(_, vt, kind) return vt == "table" and kind <= 1 end,
+    array = function(_, vt, kind) return vt == "table" and kind >= 1 end,
     table = function(_, vt) return vt == "table" end,
     integer = function(v, vt) return vt == "number" and v % 1 == 0 end,
     number = function(_, vt) return vt == "number" end,
@@ -496,7 +511,7 @@ local function build(schema)
         local min_props, max_props = schema.minProperties, schema.maxProperties
 
         add(function(v, vt, kind)
-            if vt ~= "table" or kind() > 1 then
+            if vt ~= "table" or kind > 1 then
                 return
             end
 
@@ -505,7 +520,7 @@ local function build(schema)
                 if pv ~= nil then
                     local ok, err = p.validate(pv)
                     if not ok then
-                        return p.failed .. err
+                        return quiet > 0 and QUIET or p.failed .. err
                     end
 
                     if p.dep_props then
@@ -525,7 +540,7 @@ local function build(schema)
                     end
 
                 elseif p.required then
-                    return "property " .. quote(p.name) .. " is required"
+                    return quiet > 0 and QUIET or "property " .. quote(p.name) .. " is required"
 
                 elseif p.default ~= nil then
                     v[p.name] = deepcopy(p.default)
@@ -534,7 +549,7 @@ local function build(schema)
 
             for _, name in ipairs(rest_required) do
                 if v[name] == nil then
-                    return "property " .. quote(name) .. " is required"
+                    return quiet > 0 and QUIET or "property " .. quote(name) .. " is required"
                 end
             end
 
@@ -602,7 +617,7 @@ local function build(schema)
 
     if schema.propertyNames == false then
         add(function(_, vt, kind)
-            if not (vt == "table" and kind() == 1) then
+            if not (vt == "table" and kind == 1) then
                 return "expect false always"
             end
         end)
@@ -634,7 +649,7 @@ local function build(schema)
         end
 
         add(function(v, vt, kind)
-            if vt ~= "table" or kind() < 1 then
+            if vt ~= "table" or kind < 1 then
                 return
             end
 
@@ -714,7 +729,7 @@ local function build(schema)
             end
 
             if pattern and not re_find(v, pattern) then
-                return pattern_failed .. quote(v)
+                return quiet > 0 and QUIET or pattern_failed .. quote(v)
             end
         end)
     end
@@ -811,7 +826,7 @@ local function build(schema)
 
         add(function(v)
             for _, validate in ipairs(subs) do
-                if validate(v) then
+                if try(validate, v) then
                     return
                 end
             end
@@ -829,7 +844,7 @@ local function build(schema)
         add(function(v)
             local matched
             for i, validate in ipairs(subs) do
-                if validate(v) then
+                if try(validate, v) then
                     if matched then
                         return "value should match only one schema, but matches both schemas "
                                .. matched .. " and " .. i
@@ -850,12 +865,12 @@ local function build(schema)
         local then_v = schema["then"] ~= nil and compile(schema["then"])
         local else_v = schema["else"] ~= nil and compile(schema["else"])
         add(function(v)
-            if cond(v) then
-                if then_v and not then_v(v) then
+            if try(cond, v) then
+                if then_v and not try(then_v, v) then
                     return "then clause did not match"
                 end
 
-            elseif else_v and not else_v(v) then
+            elseif else_v and not try(else_v, v) then
                 return "else clause did not match"
             end
         end)
@@ -864,7 +879,7 @@ local function build(schema)
     if schema["not"] ~= nil then
         local sub = compile(schema["not"])
         add(function(v)
-            if sub(v) then
+            if try(sub, v) then
                 return "value wasn't supposed to match schema"
             end
         end)
@@ -903,7 +918,7 @@ local function build(schema)
         local contains = schema.contains
         if contains == true then
             add(function(_, vt, kind)
-                if not (vt == "table" and kind() == 2) then
+                if not (vt == "table" and kind == 2) then
                     return "check contains: expect array table"
                 end
             end)
@@ -922,7 +937,7 @@ local function build(schema)
                     return
                 end
 
-                if kind() == 1 then
+                if kind == 1 then
                     return "check contains: empty array is invalid"
                 end
 
@@ -942,15 +957,7 @@ local function build(schema)
     local n = #checks
     return function(v)
         local vt = type(v)
-        local kind_cache
-        local function kind()
-            if not kind_cache then
-                kind_cache = tablekind(v)
-            end
-
-            return kind_cache
-        end
-
+        local kind = vt == "table" and tablekind(v) or nil
         for i = 1, n do
             local err = checks[i](v, vt, kind)
             if err then
@@ -995,6 +1002,7 @@ end
 -- schema.check(schema, value) -> true | false, err. Fills defaults into value in place. A
 -- malformed schema is reported as err, not raised.
 function _M.check(schema, value)
+    quiet = 0       -- a validator that raised (a bad re_find) may have left it raised
     local ok, validator = pcall(compile, schema)
     if not ok then
         return false, "invalid schema: " .. tostring(validator)
@@ -1011,7 +1019,17 @@ function _M.validator(schema)
         return nil, tostring(validator)
     end
 
-    return validator
+    -- one wrapper per validator, so the same schema gives the same function
+    local w = wrapped[validator]
+    if not w then
+        w = function(value)
+            quiet = 0       -- as in check()
+            return validator(value)
+        end
+        wrapped[validator] = w
+    end
+
+    return w
 end
 
 

@@ -1,7 +1,8 @@
 # Access log: one JSON line per finished request with the fields interface.md lists (time,
 # remote_addr, method, uri, status, route_id, consumer, request_time and
 # upstream_response_time in ms, upstream_addr, upstream_status, bytes_sent, request_type),
-# for proxied requests, gateway errors (404, 502) and requests the client abandoned.
+# for proxied requests, gateway errors (404, 502) and requests the client abandoned; lines
+# still buffered are written on a graceful stop; SIGUSR1 reopens the file (rotation).
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
@@ -118,6 +119,33 @@ subtest 'one line per request' => sub {
     is_deeply [ map { $_->{uri} } @$lines ], [ map { "/echo/n$_" } 1 .. 10 ], 'in order';
     sleep 1.2;
     is scalar @{ $sluice->access_log }, $seen, 'no extra lines later';
+};
+
+subtest 'buffered lines are written out on a graceful stop' => sub {
+    my $other = start_sluice(routes => [
+        { id => 'r1', uri => '/echo/*', upstream => { type => 'roundrobin', nodes => { $node => 1 } } } ]);
+    http_req($other, 'GET', "/echo/before-stop$_") for 1 .. 3;
+    is $other->stop, 0, 'stopped cleanly';
+    my $lines = $other->access_log;
+    is_deeply [ map { $_->{uri} } @$lines ], [ map { "/echo/before-stop$_" } 1 .. 3 ],
+        'all three lines on disk';
+};
+
+subtest 'SIGUSR1 reopens the log (rotation)' => sub {
+    my $path = $sluice->prefix . '/logs/access.log';
+    http_req($sluice, 'GET', '/echo/pre-rotate');
+    new_lines(1);
+    rename $path, "$path.1" or die "rename: $!";
+    $sluice->signal('USR1');
+    sleep 0.3;
+    http_req($sluice, 'GET', '/echo/post-rotate');
+    ok wait_for(sub { -s $path }, 4), 'a new access.log is written';
+    my $new = $sluice->access_log;
+    is_deeply [ map { $_->{uri} } @$new ], ['/echo/post-rotate'], 'the new line is in the new file';
+    my $old = do { local $/; open my $fh, '<', "$path.1"; <$fh> } // '';
+    like $old, qr{pre-rotate}, 'the old line stayed in the rotated file';
+    unlike $old, qr{post-rotate}, 'nothing new went to the rotated file';
+    $seen = @$new;
 };
 
 done_testing;

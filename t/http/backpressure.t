@@ -1,6 +1,7 @@
 # Backpressure: a 512 MiB upstream response to a client that reads slowly must not be
 # buffered in the worker (its RSS stays small: the upstream transfer is paused instead);
 # when the client hangs up, the upstream transfer is cancelled and the worker keeps serving.
+# The same through a body_filter plugin (t/plugins-fixtures/test-passthrough.lua).
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use IO::Select;
 use IO::Socket::INET;

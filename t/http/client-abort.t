@@ -1,6 +1,6 @@
 # A client that hangs up mid-request makes the gateway cancel the upstream transfer: while
-# streaming (SSE), while waiting for the upstream's response head, and during a large body.
-# The worker keeps serving afterwards.
+# streaming (SSE, with and without a body_filter plugin), while waiting for the upstream's
+# response head, and during a large body. The worker keeps serving afterwards.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use IO::Select;
 use IO::Socket::INET;

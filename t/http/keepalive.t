@@ -1,6 +1,7 @@
 # Keep-alive: several requests on one client connection (and the upstream connection reused),
 # Connection: close honoured, HTTP/1.0 closes by default and keeps alive on request, HEAD
-# keeps Content-Length and sends no body so the next response on the connection is intact.
+# keeps Content-Length and sends no body so the next response on the connection is intact;
+# the same after 204/304 and after an upstream 404.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use IO::Select;
 use IO::Socket::INET;

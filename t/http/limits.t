@@ -1,6 +1,8 @@
 # Size limits on the request: request line (http.large_request_line, default 8 KiB) -> 414,
 # header block (32 KiB) -> 431, body over http.client_max_body_size (set to 1k here) -> 413
-# for Content-Length and chunked bodies. Errors are JSON and nothing reaches the upstream.
+# for Content-Length and chunked bodies (answered before the body is read, connection closed so
+# the unread body is never parsed as a request); many small headers are fine, the limit is
+# bytes. Errors are JSON and nothing reaches the upstream.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Time::HiRes qw(time);
 use Sluice::Test qw(start_sluice start_mock_llm raw_http http_req decode_json);
@@ -78,6 +80,13 @@ subtest 'headers under 32 KiB are served' => sub {
     my $res = http_req($sluice, 'GET', '/echo', headers => \%h);
     is $res->{status}, 200, 'status';
     is $llm->last_request->{headers}{'x-big-20'}, 'v' x 1000, 'headers upstream';
+};
+
+subtest 'one 20 KiB header (under the 32 KiB limit) reaches the upstream intact' => sub {
+    $llm->clear;
+    my $res = http_req($sluice, 'GET', '/echo/big-header', headers => { 'X-Big' => 'h' x 20000 });
+    is $res->{status}, 200, 'status';
+    is length($llm->last_request->{headers}{'x-big'} // ''), 20000, 'not truncated upstream';
 };
 
 subtest 'many small headers (120, about 2 KiB) are served: the limit is bytes' => sub {

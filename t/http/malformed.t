@@ -1,6 +1,7 @@
 # Malformed request heads: obs-fold, bare CR, invalid header names, whitespace before the
-# colon, NUL bytes, broken request lines, HTTP/1.1 without Host. Each gets 400 JSON, the
-# connection is closed (a request behind it is never served) and nothing goes upstream.
+# colon, NUL bytes, broken request lines, HTTP/1.1 without Host or with an invalid Host
+# (RFC 9112 3.2: 400). Each gets 400 JSON, the connection is closed (a request behind it is
+# never served) and nothing goes upstream.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Time::HiRes qw(time);
 use Sluice::Test qw(start_sluice start_mock_llm raw_http decode_json);
@@ -65,6 +66,10 @@ bad("G\x01T /echo HTTP/1.1\r\nHost: x\r\n\r\n", 'control character in the method
 bad("GET /ec ho HTTP/1.1\r\nHost: x\r\n\r\n", 'space in the target');
 bad("GET /echo HTTP/1.1\r\n\r\n", 'HTTP/1.1 without Host');
 bad("GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 'two Host headers');
+bad("GET /echo HTTP/1.1\r\nHost: exa/mple\r\n\r\n", 'Host with a slash');
+bad("GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n", 'Host with a space');
+bad("GET /echo HTTP/1.1\r\nHost: [::1\r\n\r\n", 'Host with an unclosed IPv6 bracket');
+bad("GET /echo HTTP/1.1\r\nHost: ok.example:abc\r\n\r\n", 'Host with a non-numeric port');
 
 subtest 'a good request on the same server still works' => sub {
     $llm->clear;

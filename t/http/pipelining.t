@@ -155,4 +155,15 @@ subtest 'a bad request in the pipeline ends it after the good ones' => sub {
     is_deeply [ map { $_->{path} } @{ $llm->requests } ], ['/echo/g1'], 'only the first upstream';
 };
 
+subtest 'nothing is served after a Connection: close request' => sub {
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, "GET /echo/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                 . "GET /echo/extra HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $r = read_resp($c);
+    is $r->{json}{path}, '/echo/last', 'first served';
+    ok closed_by_server($c, 2), 'then closed, no second response';
+    is_deeply [ map { $_->{path} } @{ $llm->requests } ], ['/echo/last'], 'only the first upstream';
+};
+
 done_testing;

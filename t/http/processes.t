@@ -1,7 +1,8 @@
 # Process behaviours: a killed worker is replaced at once while traffic keeps flowing;
 # -t checks a configuration (exit 1 and a one-line reason when broken); -v prints versions;
 # a start that cannot bind exits non-zero with a reason; SIGQUIT drains an in-flight request
-# and exits 0; SIGTERM exits at once.
+# and exits 0 (streams too; idle keep-alive connections are closed at once, the in-flight one
+# gets Connection: close); SIGTERM exits at once.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use IO::Select;
 use IO::Socket::INET;

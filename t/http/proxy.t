@@ -1,5 +1,8 @@
-# Proxy basics: methods, body and query, hop-by-hop headers, X-Forwarded-*, pass_host,
-# weighted round robin, and the gateway's own errors (502 connect failure, 504 timeout, 404).
+# Proxy basics: methods, body and query (raw, absolute-form targets too), hop-by-hop request
+# and response headers, X-Forwarded-*, pass_host, upstream statuses and headers passed
+# through, a body the upstream cuts short, weighted round robin, retrying another node after a
+# connect failure (and not with retries 0), and the gateway's own errors (502 connect failure,
+# 504 read timeout with and without a request body, 404).
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Time::HiRes qw(time);
 use Sluice::Test qw(start_sluice start_mock_llm http_req free_port raw_http);
@@ -19,6 +22,10 @@ my $sluice = start_sluice(routes => [
                     nodes => { $node => 1 } } },
     { id => 'wrr', uri => '/static.json',
       upstream => { type => 'roundrobin', nodes => { $node => 3, $node2 => 1 } } },
+    { id => 'half', uri => '/echo/half/*',
+      upstream => { type => 'roundrobin', nodes => { $dead => 1, $node => 1 } } },
+    { id => 'half0', uri => '/echo/half0/*',
+      upstream => { type => 'roundrobin', retries => 0, nodes => { $dead => 1, $node => 1 } } },
     { id => 'dead', uri => '/dead',
       upstream => { type => 'roundrobin', nodes => { $dead => 1 } } },
     { id => 'slow', uri => '/delay/*',
@@ -184,6 +191,13 @@ subtest 'upstream statuses, bodies and Content-Length pass through' => sub {
         'upstream headers passed';
 };
 
+subtest 'a 12 KiB upstream response header reaches the client intact' => sub {
+    my $res = http_req($sluice, 'GET', '/echo/big-resp-header',
+                       headers => { 'X-Mock-Header' => 'X-Big: ' . ('b' x 12000) });
+    is $res->{status}, 200, 'status';
+    is length($res->{headers}{'x-big'} // ''), 12000, 'not truncated';
+};
+
 subtest 'hop-by-hop response headers are not passed to the client' => sub {
     my $res = http_req($sluice, 'GET', '/echo/rh', headers => {
         'X-Mock-Header' => 'Keep-Alive: timeout=99' });
@@ -217,6 +231,19 @@ subtest 'weighted round robin 3:1' => sub {
     cmp_ok $a, '>=', 26, "weight 3 node got $a (>= 26)";
     cmp_ok $a, '<=', 34, "weight 3 node got $a (<= 34)";
     cmp_ok $b, '>=', 6, "weight 1 node got $b (>= 6)";
+};
+
+subtest 'a node that refuses connections is retried on the other one' => sub {
+    $llm->clear;
+    my @st = map { http_req($sluice, 'GET', "/echo/half/$_")->{status} } 1 .. 6;
+    is_deeply \@st, [ (200) x 6 ], 'all six served';
+    is scalar @{ $llm->requests }, 6, 'all by the live node';
+};
+
+subtest 'retries 0: the connect failure is answered 502' => sub {
+    my @st = map { http_req($sluice, 'GET', "/echo/half0/$_")->{status} } 1 .. 6;
+    ok((grep { $_ == 502 } @st), 'some requests got 502 (' . join(',', @st) . ')');
+    ok((grep { $_ == 200 } @st), 'the others 200');
 };
 
 subtest 'connect failure: 502 JSON' => sub {

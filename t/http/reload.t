@@ -1,9 +1,11 @@
 # Reloading: `sluice -s reload` picks up a plugin edited on disk (X-Version 1 -> 2) with no
 # failed request and in-flight requests finishing; a rewritten routes file (config.provider
 # "file") takes effect within ~2 s without a reload; a broken routes file is rejected, logged,
-# and the old routes keep serving.
+# and the old routes keep serving. Shared dicts keep their data across the reload. A plugin
+# file broken on disk makes the reload fail (logged) and the running workers stay.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use File::Temp qw(tempdir);
+use POSIX ();
 use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
@@ -72,6 +74,22 @@ subtest 'plugin edited on disk: old behaviour until reload, new after' => sub {
         my $res = http_req($sluice, 'GET', '/echo/v', timeout => 3);
         $res->{status} == 200 ? $ok++ : $bad++;
     }
+    # a second client hammering in parallel, so requests are in flight at the switch
+    my $tally = "$dir/tally";
+    my $kid = fork // die "fork: $!";
+    if (!$kid) {
+        my ($k_ok, $k_bad) = (0, 0);
+        my $k_t0 = time;
+        while (time - $k_t0 < 2.5) {
+            my $res = http_req($sluice, 'GET', '/echo/v', timeout => 3);
+            $res->{status} == 200 ? $k_ok++ : $k_bad++;
+        }
+        open my $fh, '>', $tally;
+        print $fh "$k_ok $k_bad\n";
+        close $fh;
+        POSIX::_exit(0);
+    }
+    sleep 0.2;
     is $sluice->reload, 0, 'sluice -s reload exits 0';
     my $switched;
     while (time - $t0 < 4) {
@@ -82,7 +100,10 @@ subtest 'plugin edited on disk: old behaviour until reload, new after' => sub {
         $switched //= time - $t0 if $v eq '2';
         last if $switched && time - $t0 > $switched + 0.5;
     }
+    waitpid $kid, 0;
+    my ($k_ok, $k_bad) = split ' ', (do { local $/; open my $fh, '<', $tally; <$fh> } // '0 1');
     is $bad, 0, "no failed request during the reload ($ok served)";
+    is $k_bad, 0, "none failed in the parallel client either ($k_ok served)";
     ok $switched, 'X-Version: 2 after the reload';
     cmp_ok $switched // 99, '<', 3, 'within a few seconds';
     is version(), '2', 'and it stays 2';
@@ -133,6 +154,26 @@ subtest 'broken routes file: rejected, logged, old routes keep serving' => sub {
     sleep 1.2;
     is http_req($sluice, 'GET', '/echo/v')->{status}, 200, 'old routes keep serving';
     ok $sluice->alive, 'still running';
+};
+
+subtest 'plugin file broken on disk: reload refused, old code keeps serving' => sub {
+    $sluice->write_routes([$route]);
+    ok wait_for(sub { http_req($sluice, 'GET', '/status/201')->{status} == 404 }, 4, 0.2),
+        'routes back to the plugin route only';
+    my @workers = $sluice->worker_pids;
+    open my $fh, '>', "$dir/test-version.lua" or die $!;
+    print $fh "local _M = {name = 'test-version'\nthis is not lua\nreturn _M\n";
+    close $fh;
+    my $log_len = length $sluice->error_log;
+    is $sluice->reload, 0, 'sluice -s reload sent';
+    ok wait_for(sub { substr($sluice->error_log, $log_len) =~ /test-version/ }, 4),
+        'error.log names the broken plugin';
+    sleep 0.5;
+    my $res = http_req($sluice, 'GET', '/echo/v');
+    is $res->{status}, 200, 'still serving';
+    is $res->{headers}{'x-version'}, '2', 'with the last good plugin code';
+    is_deeply [ $sluice->worker_pids ], \@workers, 'the running workers were kept';
+    ok $sluice->alive, 'master alive';
 };
 
 done_testing;

@@ -1,5 +1,6 @@
 # Streaming: an SSE response from the upstream reaches the client event by event as the
-# upstream writes it (no buffering), with its Content-Type, and ends cleanly.
+# upstream writes it (no buffering), with its Content-Type, and ends cleanly; also through a
+# body_filter plugin (t/plugins-fixtures/test-passthrough.lua), the path ai-proxy takes.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Time::HiRes qw(time);
 use Sluice::Test qw(start_sluice start_mock_llm http_req);

@@ -1,17 +1,18 @@
 # Downstream timeouts from the node config (all 1 s here): client_header_timeout (partial or
 # trickled head, and a connection that never sends anything), keepalive_timeout (idle
-# connection between requests), client_body_timeout (body stalls). Each ends in 408 JSON or
-# a close within about a second, and nothing half-received goes upstream.
+# connection between requests), client_body_timeout (body stalls), send_timeout (a client
+# that stops reading: the connection is closed and the upstream transfer cancelled). Each
+# ends in 408 JSON or a close within about a second; nothing half-received goes upstream.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
-use Sluice::Test qw(start_sluice start_mock_llm decode_json);
+use Sluice::Test qw(start_sluice start_mock_llm decode_json wait_for);
 
 my $llm = start_mock_llm();
 my $sluice = start_sluice(
     config => { http => { client_header_timeout => 1, keepalive_timeout => 1,
-                          client_body_timeout => 1 } },
+                          client_body_timeout => 1, send_timeout => 1 } },
     routes => [ { id => 'all', uri => '/*',
                   upstream => { type => 'roundrobin',
                                 nodes => { '127.0.0.1:' . $llm->port => 1 } } } ],
@@ -205,5 +206,30 @@ subtest 'slow but steady body is not cut off' => sub {
     is $r->{status}, 200, '1.8 s body with 0.45 s gaps accepted';
     is $llm->last_request->{body}, 'abcd', 'body upstream';
 };
+
+subtest 'client that stops reading: send_timeout ends it, upstream cancelled' => sub {
+    $llm->clear;
+    my $c = client();
+    setsockopt($c->{sock}, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 16384);
+    send_bytes($c, "GET /bytes/268435456 HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $t0 = time;
+    my $r = wait_for(sub {
+        my ($o) = grep { $_->{path} =~ m{^/bytes/} } @{ $llm->responses };
+        return $o;
+    }, 6);
+    my $took = time - $t0;
+    ok $r, sprintf('upstream transfer ended (%.2fs)', $took);
+    is $r && $r->{outcome}, 'client_closed', 'cancelled by the gateway';
+    cmp_ok $took, '<', 4, 'within a few seconds of the client stalling';
+    my $res = read_resp(client_get('/echo/after-stall'));
+    is $res->{status}, 200, 'gateway still serves';
+};
+
+sub client_get {
+    my ($path) = @_;
+    my $c = client();
+    send_bytes($c, "GET $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    return $c;
+}
 
 done_testing;

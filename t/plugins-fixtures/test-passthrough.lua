@@ -1,6 +1,7 @@
 -- test-passthrough: a body_filter that leaves every chunk as it is, so the route takes the
--- gateway's body-filter path (chunked to the client, Lua sees each chunk). Counts chunks in
--- the X-Chunks trailer-less way: into ctx only, for the log phase.
+-- gateway's body-filter path (chunked to the client, Lua sees each chunk). It only counts
+-- chunks and bytes in ctx["test-passthrough"]. Used by t/http/sse.t, backpressure.t and
+-- client-abort.t.
 local _M = { name = "test-passthrough", version = 1, priority = 900, schema = { type = "object" } }
 
 

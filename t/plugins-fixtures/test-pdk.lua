@@ -1,4 +1,5 @@
--- test-pdk: exercises the plugin API for t/http/pdk.t. conf.mode picks what it does.
+-- test-pdk: exercises the plugin API for t/http/pdk.t (and the shared-dict counter in
+-- t/http/reload.t). conf.mode picks what it does.
 local pdk = require("sluice.pdk")
 
 local schema = {
@@ -73,7 +74,7 @@ function MODES.shared(conf, ctx)
         return 500, { error = err }
     end
 
-    return 200, { count = n, worker = pdk.worker.id(), pid = pdk.worker.pid and pdk.worker.pid() }
+    return 200, { count = n, worker = pdk.worker.id() }
 end
 
 

@@ -1,5 +1,6 @@
-# Route matching through the gateway: uri exact and prefix, host and wildcard host, methods,
-# priority; what did not match gets 404 JSON and reaches no upstream.
+# Route matching through the gateway: uri exact and prefix, uris, host and wildcard host,
+# methods, priority, vars, remote_addrs, filter_func, status 0; what did not match gets 404
+# JSON and reaches no upstream.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Sluice::Test qw(start_sluice start_mock_llm http_req);
 
@@ -26,6 +27,12 @@ my $sluice = start_sluice(routes => [
     route('high',      uri => '/echo/prio/*', priority => 5),
     route('onlyput',   uri => '/echo/put-only', methods => ['PUT']),
     route('uris',      uris => ['/echo/u1', '/echo/u2']),
+    route('vars',      uri => '/echo/vars', vars => [['arg_x', '==', '1'], ['http_x_team', '==', 'alpha']]),
+    route('local',     uri => '/echo/addr', remote_addrs => ['127.0.0.0/8']),
+    route('remote',    uri => '/echo/addr-far', remote_addrs => ['10.0.0.0/8']),
+    route('func',      uri => '/echo/func',
+          filter_func => 'function(vars) return vars.arg_y == "2" end'),
+    route('disabled',  uri => '/echo/disabled', status => 0),
 ]);
 
 sub hit {
@@ -90,6 +97,49 @@ subtest 'priority' => sub {
     my ($res, $id) = hit('GET', '/echo/prio/x');
     is $res->{status}, 200, 'status';
     is $id, 'high', 'higher priority wins';
+};
+
+subtest 'vars' => sub {
+    my ($res, $id) = hit('GET', '/echo/vars?x=1', 'X-Team' => 'alpha');
+    is $id, 'vars', 'all vars match';
+    ($res, $id) = hit('GET', '/echo/vars?x=2', 'X-Team' => 'alpha');
+    is $res->{status}, 404, 'arg_x differs: 404';
+    ($res, $id) = hit('GET', '/echo/vars?x=1', 'X-Team' => 'beta');
+    is $res->{status}, 404, 'header differs: 404';
+};
+
+subtest 'vars with a regex operator (~~)' => sub {
+    my $other = eval {
+        start_sluice(routes => [ route('re', uri => '/echo/re', vars => [['http_x_team', '~~', '^a']]) ])
+    };
+    ok $other, 'a route with ~~ in vars is accepted' or diag $@;
+    return if !$other;
+    $llm->clear;
+    my $res = http_req($other, 'GET', '/echo/re', headers => { 'X-Team' => 'alpha' });
+    is $res->{status}, 200, 'regex matches: served';
+    $res = http_req($other, 'GET', '/echo/re', headers => { 'X-Team' => 'beta' });
+    is $res->{status}, 404, 'regex does not match: 404';
+};
+
+subtest 'remote_addrs' => sub {
+    my ($res, $id) = hit('GET', '/echo/addr');
+    is $id, 'local', '127.0.0.1 in 127.0.0.0/8';
+    ($res, $id) = hit('GET', '/echo/addr-far');
+    is $res->{status}, 404, '127.0.0.1 not in 10.0.0.0/8';
+};
+
+subtest 'filter_func' => sub {
+    my ($res, $id) = hit('GET', '/echo/func?y=2');
+    is $id, 'func', 'function returns true: served';
+    ($res, $id) = hit('GET', '/echo/func?y=3');
+    is $res->{status}, 404, 'function returns false: 404';
+    is $id, undef, 'nothing upstream';
+};
+
+subtest 'status 0 disables a route' => sub {
+    my ($res, $id) = hit('GET', '/echo/disabled');
+    is $res->{status}, 404, '404';
+    is $id, undef, 'nothing upstream';
 };
 
 done_testing;

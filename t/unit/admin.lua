@@ -335,7 +335,7 @@ refused("GET", "/apisix/admin/routs", nil, 404, "Unsupported resource type: rout
 refused("PUT", R .. "/x", route(), 400, "invalid argument ttl: should be a number", "bad ttl",
         { ttl = "soon" })
 local huge = cjson.encode({ uri = string.rep("x", 70 * 1024), plugins = {} })
-refused("PUT", R .. "/x", huge, 413, "invalid request body: request size " .. #huge
+refused("PUT", R .. "/x", huge, 400, "invalid request body: request size " .. #huge
         .. " is greater than the maximum size 65536 allowed", "body over max_body")
 refused("DELETE", R, nil, 400, "missing route id", "DELETE without id")
 refused("DELETE", R .. "/nope", nil, 404, "Key not found", "DELETE missing")

@@ -623,13 +623,15 @@ do
     is(R.aborted, "max_response_bytes", "byte limit aborts the upstream")
     is(ctx.ai_stream_aborted, "max_response_bytes", "abort reason")
     is(ctx.var.llm_usage_estimated, true, "estimated after the limit")
-    like(R.logs[#R.logs], "aborting AI stream: max_response_bytes exceeded", "logged")
+    like(table.concat(R.logs, "\n"), "aborting AI stream: max_response_bytes exceeded",
+         "logged")
 
     conf = { provider = "openai", auth = {}, max_stream_duration_ms = 250 }
     ctx = run(conf, { body = CHAT_STREAM, sse = true, step = 0.1, chunks = { chunks[1],
         chunks[2], chunks[1], chunks[2] } })
     is(R.aborted, "max_stream_duration_ms", "duration limit aborts")
-    like(R.logs[#R.logs], "aborting AI stream: max_stream_duration_ms exceeded", "logged")
+    like(table.concat(R.logs, "\n"), "aborting AI stream: max_stream_duration_ms exceeded",
+         "logged")
 
     ctx = run(OPENAI_CONF, { body = CHAT_STREAM, sse = true, chunks = { 'event: message_start\n'
         .. 'data: {"type":"message_start","message":{"usage":{"input_tokens":10}}}\n\n' },

@@ -192,7 +192,10 @@ assert(w1:transaction(put_route("x", { uri = "/bbbb", plugins = {} })))
 is(w2:read().routes["x"].value.uri, "/bbbb", "same-size change within the same second is seen")
 assert(w2:transaction(function(dd)
     is(dd.routes["x"].value.uri, "/bbbb", "transaction re-reads the file under the lock")
-    dd.routes["x"].value.uri = "/cccc"
+    -- entries are replaced, never changed in place (they are shared with the cache)
+    local old = dd.routes["x"]
+    dd.routes["x"] = { value = { id = "x", uri = "/cccc", plugins = {} },
+                       createdIndex = old.createdIndex, modifiedIndex = dd._index }
     return true
 end))
 is(w1:read().routes["x"].value.uri, "/cccc", "and the first sees the second's write")

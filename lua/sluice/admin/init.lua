@@ -8,20 +8,23 @@
 --   admin.init({ keys = {{name =, key =, role = "admin"|"viewer"}},
 --                allow = {"127.0.0.0/8", "::1"},      -- nil: loopback only; {}: anyone
 --                data_dir = PREFIX .. "/data",        -- holds store.json
+--                store = st,                          -- or an open config/store.lua store
 --                keyring = {...} or nil,              -- data_encryption.keyring
 --                max_body = 16 * 1024 * 1024,
 --                plugins = registry,                  -- get(name), list()
 --                on_change = function(version) end,   -- after each committed write
 --                on_plugins_reload = function() end,
 --                now = os.time,                       -- seconds, for create/update_time
---                key_required = true })               -- false: no X-API-KEY check at all
+--                key_required = true,                 -- false: no X-API-KEY check at all
+--                read_only = "why" })                 -- refuse resource writes (400, why)
 --     -> true | nil, err
 --   admin.handle({ method =, path =, args = {}, headers = {} (lowercased names), body =,
 --                  remote_addr = })
 --     -> status, body (a table to JSON-encode, or a string sent as is), headers or nil
 --
 -- Messages and statuses follow APISIX's apisix/admin/init.lua; where Sluice differs it says
--- so: an oversized body is 413 (APISIX: 400), a disallowed address gets a JSON 403.
+-- so: a disallowed address gets a JSON 403 (APISIX: nginx's deny page), and the body limit is
+-- 16 MiB (APISIX: 1.5 MiB), still answered 400 "invalid request body: ..." as APISIX does.
 local ffi      = require("ffi")
 local bit      = require("bit")
 local cjson    = require("cjson.safe")
@@ -311,7 +314,7 @@ local function dispatch(req)
 
     local body_size = req.body and #req.body or 0
     if body_size > state.max_body then
-        return 413, { error_msg = "invalid request body: request size " .. body_size
+        return 400, { error_msg = "invalid request body: request size " .. body_size
                                   .. " is greater than the maximum size " .. state.max_body
                                   .. " allowed" }
     end
@@ -357,6 +360,10 @@ local function dispatch(req)
                        PATCH = "patch" })[method]
     if not handler then
         return 404, { error_msg = "not found" }
+    end
+
+    if state.read_only and handler ~= "get" then
+        return 400, { error_msg = state.read_only }
     end
 
     local good, body = json_body(req)
@@ -458,9 +465,14 @@ function _M.init(opts)
         return nil, "admin: data_dir is required"
     end
 
-    local st, err = store.open(opts.data_dir, { keyring = opts.keyring, plugins = opts.plugins })
+    -- the config builder's store when the host passes it: one parsed copy per worker
+    local st = opts.store
     if not st then
-        return nil, err
+        local err
+        st, err = store.open(opts.data_dir, { keyring = opts.keyring, plugins = opts.plugins })
+        if not st then
+            return nil, err
+        end
     end
 
     local registry = opts.plugins or { get = function() return nil end,
@@ -468,6 +480,7 @@ function _M.init(opts)
     state = {
         keys = keys,
         key_required = opts.key_required,
+        read_only = opts.read_only,
         allow = allow,
         allow_all = allow_all,
         max_body = opts.max_body or DEFAULT_MAX_BODY,

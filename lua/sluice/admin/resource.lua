@@ -620,7 +620,9 @@ function _M.patch(ctx, name, id, conf, sub_path)
             return not_found()
         end
 
-        local node = entry.value
+        -- entries are shared with the store's cached document: build a new one, never
+        -- change this one (config/store.lua reuses unchanged entries across writes)
+        local node = deepcopy(entry.value)
         local update_time_given = false
         if sub_path and sub_path ~= "" then
             local err
@@ -657,9 +659,10 @@ function _M.patch(ctx, name, id, conf, sub_path)
             node.create_time = ctx.now()
         end
 
-        entry.value = node
-        entry.modifiedIndex = doc._index
-        return { status = 200, body = envelope(name, id, entry), version = doc._index }
+        local fresh = { value = node, createdIndex = entry.createdIndex,
+                        modifiedIndex = doc._index }
+        doc[name][id] = fresh
+        return { status = 200, body = envelope(name, id, fresh), version = doc._index }
     end)
 end
 

@@ -42,7 +42,7 @@ local sort = table.sort
 local encode = convert.encode
 local deep_copy = convert.deep_copy
 
-local QUOTE, COLON, COMMA = 34, 58, 44
+local QUOTE, COLON, COMMA, BACKSLASH = 34, 58, 44, 92
 local LBRACE, RBRACE, LBRACKET = 123, 125, 91
 
 -- Client headers never sent to a provider: the gateway's credentials replace them.
@@ -64,20 +64,27 @@ local function skip_ws(s, p)
 end
 
 
--- p at an opening quote: position after the closing quote, or nil.
+-- p at an opening quote: position after the closing quote, or nil. A plain find of '"' (memchr)
+-- then a look back for escaping backslashes: a character-class pattern walks every byte of a
+-- long message in the pattern matcher, several times slower.
 local function skip_string(s, p)
     local q = p + 1
     while true do
-        local e = find(s, '["\\]', q)
+        local e = find(s, '"', q, true)
         if not e then
             return nil
         end
 
-        if byte(s, e) == QUOTE then
-            return e + 1
+        local b = e - 1
+        while b > p and byte(s, b) == BACKSLASH do
+            b = b - 1
         end
 
-        q = e + 2
+        if (e - 1 - b) % 2 == 0 then
+            return e + 1                -- preceded by an even number of backslashes
+        end
+
+        q = e + 1
     end
 end
 
@@ -338,9 +345,14 @@ local function shape(out, changed, p)
     local rb = override.request_body
     local patch = type(rb) == "table" and rb[target]
     if type(patch) == "table" then
-        local merged = merge(out, patch, override.request_body_force_override == true)
-        for k in pairs(patch) do
-            changed[k] = true
+        local force = override.request_body_force_override == true
+        local merged = merge(out, patch, force)
+        for k, v in pairs(patch) do
+            -- a client value kept as it is stays the client's bytes (splice)
+            local old = out[k]
+            if old == nil or force or (is_object(v) and is_object(old)) then
+                changed[k] = true
+            end
         end
 
         for k in pairs(out) do

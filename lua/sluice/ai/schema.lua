@@ -211,11 +211,17 @@ function _M.check_instance(conf)
     end
 
     local override = conf.override
-    if type(override) == "table" and override.endpoint ~= nil then
-        local _, perr = _M.parse_endpoint(override.endpoint)
+    local endpoint = type(override) == "table" and override.endpoint or nil
+    if endpoint ~= nil then
+        local _, perr = _M.parse_endpoint(endpoint)
         if perr then
             return false, perr
         end
+
+    elseif not p.host then
+        -- APISIX accepts this and fails every request; refusing it here says so once
+        return false, "provider " .. conf.provider .. " has no default endpoint: set "
+                      .. "override.endpoint"
     end
 
     return true

@@ -50,19 +50,24 @@ local FIELDS = {
 local STREAM_MARKERS = {
     ["openai-chat"] = {
         text = { '"content"', '"arguments"', '"reasoning_content"', '"reasoning"' },
+        tool_pre = "_calls",
         done = { "[DONE]" },
     },
     ["anthropic-messages"] = {
         text = { '"text"', '"partial_json"', '"thinking"' },
         tool = '"tool_use"',
+        tool_pre = "_use",
         done = { "message_stop" },
     },
     ["openai-responses"] = {
         text = { '"delta"' },
         tool = '"function_call"',
+        tool_pre = "_call",
         done = { '"response.completed"', '"response.incomplete"', '"response.failed"' },
     },
 }
+-- tool_pre: a part of the tool marker starting with a byte rare in these streams ("_"), found
+-- first: string.find walks the first byte's occurrences, and "t" or "f" are everywhere.
 
 -- The same keys followed by ':"', searched for directly once a stream is known to be compact
 -- JSON (no space after colons), so a null or object value costs no extra search.
@@ -74,6 +79,10 @@ for _, m in pairs(STREAM_MARKERS) do
 end
 
 local USAGE_KEY, USAGE_COMPACT = '"usage"', '"usage":{'
+-- Stream bytes scan_stream keeps back (by reference) before observing them: an OpenAI answer
+-- of ~250 words fits, so most streams are never text-measured; longer ones are measured in
+-- batches of this size, as they would be chunk by chunk.
+local DEFER_MAX = 64 * 1024
 
 
 local _M = { FIELDS = FIELDS }
@@ -219,7 +228,9 @@ local function plausible(protocol, raw)
 end
 
 
--- from_body_string(protocol, s) -> usage, raw, decoded_body_or_nil | nil.
+-- from_body_string(protocol, s) -> usage, raw, decoded_body_or_nil | nil[, nil, nil, err]
+-- (err only when the body is not a JSON object, so the caller can say so; a JSON body without
+-- usage gives a plain nil).
 -- Providers put usage last in the body, so the last `"usage": {` is the top-level one.
 function _M.from_body_string(protocol, s)
     if type(s) ~= "string" or s == "" then
@@ -246,7 +257,7 @@ function _M.from_body_string(protocol, s)
 
     local body = decode(s)
     if type(body) ~= "table" then
-        return nil
+        return nil, nil, nil, "not a JSON object"
     end
 
     local u, raw = _M.extract(protocol, body)
@@ -364,6 +375,8 @@ function _M.new_stream(protocol, collect_text)
         tool_call = false,
         done = false,           -- terminal event seen
         texts = collect_text and {} or nil,
+        pending = {},           -- complete regions not observed yet (scan_stream, settle)
+        pending_bytes = 0,
     }
 end
 
@@ -489,6 +502,24 @@ local function has_tool_calls_array(region, init)
 end
 
 
+-- Tool-call markers of a region, until the first one is seen.
+local function observe_tools(acc, region)
+    local m = acc.markers
+    if acc.tool_call or not m or not find(region, m.tool_pre, 1, true) then
+        return
+    end
+
+    if m.tool then
+        if find_quoted(region, m.tool, 1) then
+            acc.tool_call = true
+        end
+
+    elseif has_tool_calls_array(region, 1) then
+        acc.tool_call = true
+    end
+end
+
+
 -- observe_region(acc, region): text and tool-call markers of complete events, by plain search
 -- (no decoding). Each string.find is a C call the JIT does not compile, so the calls per chunk
 -- are kept few: the answer-text key first, the other keys (tool arguments, reasoning) only for
@@ -508,18 +539,38 @@ local function observe_region(acc, region, compact)
         end
     end
 
-    if not acc.tool_call then
-        if m.tool then
-            if find_quoted(region, m.tool, 1) then
-                acc.tool_call = true
-            end
-
-        elseif has_tool_calls_array(region, 1) then
-            acc.tool_call = true
-        end
-    end
+    observe_tools(acc, region)
 end
 _M.observe_region = observe_region
+
+
+-- settle(acc): observes the regions scan_stream kept back. The text is measured only when it
+-- can matter: the provider's final usage has not arrived (an estimate may be needed), text is
+-- being collected, or the stream is still running (called at the DEFER_MAX cap); otherwise
+-- only tool calls are looked for, one find per region.
+local function settle(acc, running)
+    local pend = acc.pending
+    local n = pend and #pend or 0
+    if n == 0 then
+        return
+    end
+
+    local full = running or not acc.final or acc.texts
+    local compact = acc.compact
+    for i = 1, n do
+        if full then
+            observe_region(acc, pend[i], compact)
+
+        else
+            observe_tools(acc, pend[i])
+        end
+
+        pend[i] = nil
+    end
+
+    acc.pending_bytes = 0
+end
+_M.settle = settle
 
 
 -- scan_stream(acc, sse_state, chunk) -> region. The relay path: finds and decodes only the
@@ -537,13 +588,28 @@ function _M.scan_stream(acc, st, chunk)
         end
     end
 
-    if compact == nil and region ~= "" and find(region, '":', 1, true) then
-        -- decided on the first region with a key; this one was searched the slow way
-        acc.compact = not (find(region, '": ', 1, true) or find(region, '" :', 1, true))
-        compact = false
+    if region == "" or not acc.markers then
+        return region
     end
 
-    observe_region(acc, region, compact)
+    if compact == nil and find(region, '":', 1, true) then
+        -- decided on the first region with a key (its usage was searched the slow way), from
+        -- its first event or so: a stream's JSON is formatted one way throughout, and a miss
+        -- of '": ' is a walk over every '"' of what is searched
+        local head = #region > 1024 and sub(region, 1, 1024) or region
+        acc.compact = not (find(head, '": ', 1, true) or find(head, '" :', 1, true))
+    end
+
+    -- kept back by reference (no copy) and observed at the end, where a stream that reported
+    -- its usage needs no text measurement at all; past DEFER_MAX bytes, observed now
+    acc.last = region
+    local pend = acc.pending
+    pend[#pend + 1] = region
+    acc.pending_bytes = acc.pending_bytes + #region
+    if acc.pending_bytes > DEFER_MAX then
+        settle(acc, true)
+    end
+
     return region
 end
 
@@ -567,6 +633,7 @@ end
 -- finish_stream(acc) at end of stream: the flushed tail counts too.
 function _M.finish_stream(acc, st)
     check_done(acc, acc.last)
+    settle(acc)
     local events = sse.flush(st)
     for _, ev in ipairs(events) do
         if find(ev.data, '"usage"', 1, true) then
@@ -666,6 +733,7 @@ end
 -- finish(acc, prompt_estimate) -> usage, raw, estimated. Exact when the provider's final usage
 -- arrived; otherwise what it did report, completed by estimates.
 function _M.finish(acc, prompt_estimate)
+    settle(acc)
     if acc.final and acc.usage then
         return acc.usage, acc.raw, false
     end
@@ -695,6 +763,7 @@ function _M.text(acc)
         return nil
     end
 
+    settle(acc)
     return table.concat(acc.texts)
 end
 

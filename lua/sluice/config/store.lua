@@ -27,6 +27,12 @@
 -- leaves either the old or the new file, never a mix; a write that returned is on disk.
 -- flock blocks the calling worker for the length of another writer's transaction (a few ms).
 --
+-- Cost with many resources: when the file's bytes are those of the cached document (the
+-- usual case: the last write was ours, or we read it since), the transaction starts from a
+-- copy of the cached document's maps instead of parsing the file, and only the entries it
+-- wrote are encoded again (each entry's JSON is cached). So entries are immutable: a write
+-- puts a new entry table into the (copied) map, it never changes one in place.
+--
 -- Reads are cheap: st:read() keeps the parsed document and re-reads the file only when its
 -- inode, size, mtime or ctime changed (statx through the FFI). Timestamps are coarse, so for
 -- two seconds after a change the bytes are compared as well, as git does for racy entries.
@@ -50,6 +56,7 @@ local os_time      = os.time
 local str_find     = string.find
 local str_sub      = string.sub
 local str_fmt      = string.format
+local tab_concat   = table.concat
 local ffi_str      = ffi.string
 
 local FORMAT  = "sluice-store"
@@ -421,32 +428,31 @@ local function seal_value(self, kind, id, value)
 end
 
 
--- JSON of doc as it goes to disk. Secrets are swapped for their sealed form in place, the
--- document encoded, and the plaintext put back: no copy of a large document is made.
-local function encode_sealed(self, doc)
-    if not self.box then
-        return json.encode(doc)
+-- The JSON of one entry as it goes to disk, with its key: '"<id>":{...}'. Secrets are swapped
+-- for their sealed form in place, the entry encoded, and the plaintext put back.
+local function encode_entry(self, kind, id, entry)
+    local key = json.encode(tostring(id))
+    if not self.box or type(entry) ~= "table" or type(entry.value) ~= "table" then
+        local out, err = json.encode(entry)
+        if not out then
+            error("failed to encode " .. kind .. "/" .. tostring(id) .. ": " .. tostring(err), 0)
+        end
+
+        return key .. ":" .. out
     end
 
     local undo = {}
     local op = sealer(self, undo)
+    local value = entry.value
     local ok, out, err = pcall(function()
-        for _, kind in ipairs(KINDS) do
-            for id, entry in pairs(doc[kind]) do
-                local value = type(entry) == "table" and entry.value
-                if value then
-                    each_secret_site(self.registry, kind, id, value,
-                                     function(plugins, name, fields)
-                        local target = plugins and plugins[name] or value
-                        for _, path in ipairs(fields) do
-                            process_field(target, path, op)
-                        end
-                    end)
-                end
+        each_secret_site(self.registry, kind, id, value, function(plugins, name, fields)
+            local target = plugins and plugins[name] or value
+            for _, path in ipairs(fields) do
+                process_field(target, path, op)
             end
-        end
+        end)
 
-        return json.encode(doc)
+        return json.encode(entry)
     end)
 
     for i = #undo, 1, -1 do
@@ -458,14 +464,62 @@ local function encode_sealed(self, doc)
         error(out, 0)
     end
 
-    return out, err
+    if not out then
+        error("failed to encode " .. kind .. "/" .. tostring(id) .. ": " .. tostring(err), 0)
+    end
+
+    return key .. ":" .. out
+end
+
+
+-- JSON of doc as it goes to disk. Entries are never changed once in a document (a write puts
+-- a new entry in a copy of the map), so each entry's JSON is kept, weakly, and a write
+-- encodes only the entries it made. The cache is dropped when the plugin registry changes
+-- generation (encrypt_fields may have changed).
+local function encode_doc(self, doc)
+    local registry = self.registry
+    local gen = registry and registry.generation and registry.generation() or 0
+    local cache = self.enc_cache
+    if not cache or self.enc_gen ~= gen then
+        cache = setmetatable({}, { __mode = "k" })
+        self.enc_cache = cache
+        self.enc_gen = gen
+    end
+
+    local parts = { '{"_format":"', FORMAT, '","_version":', tostring(VERSION), ',"_index":',
+                    str_fmt("%d", doc._index) }
+    local n = #parts
+    for _, kind in ipairs(KINDS) do
+        n = n + 1
+        parts[n] = ',"' .. kind .. '":{'
+        local sep = ""
+        for id, entry in pairs(doc[kind]) do
+            local j = type(entry) == "table" and cache[entry]
+            if not j then
+                j = encode_entry(self, kind, id, entry)
+                if type(entry) == "table" then
+                    cache[entry] = j
+                end
+            end
+
+            n = n + 1
+            parts[n] = sep .. j
+            sep = ","
+        end
+
+        n = n + 1
+        parts[n] = "}"
+    end
+
+    parts[n + 1] = "}"
+    return tab_concat(parts)
 end
 
 
 -- Decrypt, in place, every sealed string anywhere in a freshly decoded document. Opening by
 -- prefix rather than by encrypt_fields keeps values readable after a plugin changes its
 -- fields or disappears. Memo tables are rebuilt per document so they only hold live values.
-local function unseal_doc(self, doc, raw)
+local function unseal_doc(self, doc, raw, reused)
     self.warnings = {}
     if raw and not str_find(raw, crypto.PREFIX, 1, true) then
         return doc
@@ -508,7 +562,9 @@ local function unseal_doc(self, doc, raw)
 
     for _, kind in ipairs(KINDS) do
         for id, entry in pairs(doc[kind]) do
-            if type(entry) == "table" and type(entry.value) == "table" then
+            if type(entry) == "table" and type(entry.value) == "table"
+               and not (reused and reused[entry])
+            then
                 where = kind .. "/" .. tostring(id)
                 walk(entry.value)
             end
@@ -517,6 +573,37 @@ local function unseal_doc(self, doc, raw)
 
     self.dec_memo, self.enc_memo = dec_new, enc_new
     return doc
+end
+
+
+-- A freshly parsed document takes over the entries of the previous one that did not change
+-- (same createdIndex and modifiedIndex: indexes are unique per write), so their decrypted
+-- values, their cached JSON and the config builder's checked copies carry over, and only
+-- the changed entries are new tables. Returns the set of entries taken over.
+local function adopt(self, doc)
+    local old = self.cache and self.cache.doc
+    if type(old) ~= "table" then
+        return nil
+    end
+
+    local reused = {}
+    for _, kind in ipairs(KINDS) do
+        local omap, nmap = old[kind], doc[kind]
+        if type(omap) == "table" then
+            for id, e in pairs(nmap) do
+                local o = omap[id]
+                if type(o) == "table" and type(e) == "table"
+                   and o.modifiedIndex == e.modifiedIndex and o.createdIndex == e.createdIndex
+                   and o.modifiedIndex ~= nil
+                then
+                    nmap[id] = o
+                    reused[o] = true
+                end
+            end
+        end
+    end
+
+    return reused
 end
 
 
@@ -564,29 +651,61 @@ function mt:read()
         return nil, err
     end
 
-    unseal_doc(self, doc, raw)
+    unseal_doc(self, doc, raw, adopt(self, doc))
     self.cache = { ident = ident, raw = raw, doc = doc }
     return doc
+end
+
+
+-- A private copy of doc for one transaction: new top level and kind maps, shared entries.
+local function cow(doc)
+    local copy = {}
+    for k, v in pairs(doc) do
+        copy[k] = v
+    end
+
+    for _, kind in ipairs(KINDS) do
+        local map = {}
+        for id, entry in pairs(doc[kind]) do
+            map[id] = entry
+        end
+
+        copy[kind] = map
+    end
+
+    return copy
 end
 
 
 local function commit(self, fn)
     remove_stale_tmp(self.dir)
 
-    local raw, doc, err
+    local doc, err
     if file_ident(self.path) ~= "missing" then
+        local raw
         raw, err = read_file(self.path)
         if not raw then
             return nil, "failed to read " .. self.path .. ": " .. tostring(err)
         end
 
-        -- A file that does not parse is never overwritten: that would lose everything in it.
-        doc, err = decode(raw, self.path)
-        if not doc then
-            return nil, err
+        -- the same bytes as the cached document: start from it (strings are interned, so
+        -- this is a pointer comparison unless the bytes differ)
+        local cache = self.cache
+        if cache and cache.raw == raw and cache.doc then
+            doc = cache.doc
+
+        else
+            -- A file that does not parse is never overwritten: that would lose everything.
+            doc, err = decode(raw, self.path)
+            if not doc then
+                return nil, err
+            end
+
+            unseal_doc(self, doc, raw, adopt(self, doc))
+            self.cache = { ident = file_ident(self.path), raw = raw, doc = doc }
         end
 
-        unseal_doc(self, doc, raw)
+        doc = cow(doc)
 
     else
         doc = _M.empty()
@@ -600,12 +719,7 @@ local function commit(self, fn)
         return nil, err
     end
 
-    local out
-    out, err = encode_sealed(self, doc)
-    if not out then
-        return nil, "failed to encode the store: " .. tostring(err)
-    end
-
+    local out = encode_doc(self, doc)
     local ok
     ok, err = write_atomic(self, out)
     if not ok then
@@ -618,7 +732,8 @@ end
 
 
 -- st:transaction(fn) -> result | nil, err. fn(doc) gets a private decrypted copy of the
--- current document with doc._index already set to this write's index; it mutates it and
+-- current document (its own top level and kind maps; the entries are shared and must be
+-- replaced, not changed) with doc._index already set to this write's index; it mutates it and
 -- returns a non-nil result to commit, or nil, err to leave the file untouched (err is passed
 -- back as is, so it may be a table). Errors raised by fn also leave the file untouched.
 function mt:transaction(fn)

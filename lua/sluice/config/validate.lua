@@ -654,7 +654,7 @@ function _M.document(doc, registry, opts)
                 return false, "found duplicate " .. what .. " " .. id .. " in " .. kind
             end
 
-            out[kind][id] = { value = item, createdIndex = 0, modifiedIndex = 0 }
+            out[kind][id] = { value = item, createdIndex = 0, modifiedIndex = 0, order = i }
         end
     end
 
