@@ -266,7 +266,7 @@ sl_conn_accept(int fd, const struct sockaddr *sa, int kind, int ssl)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 
     if (ssl) {
-        tls = sl_tls_new_server_ssl(&c);
+        tls = sl_tls_new_server_ssl(NULL);
         if (tls == NULL) {
             close(fd);
             free(c);

@@ -245,6 +245,13 @@ sl_resp_finish(sl_req_t *r)
         return;
     }
 
+    /* an upstream that failed mid-body (not a deliberate abort): no clean end, close,
+     * so the client can tell the body is incomplete (what nginx does) */
+    if (r->up != NULL && r->up_done && r->up_result != SL_OK && !r->up_aborted) {
+        c->closing = 1;
+        r->resp_chunked = 0;
+    }
+
     if (r->resp_chunked && has_body(r)) {
         evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
         r->bytes_sent += 5;

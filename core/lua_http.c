@@ -251,6 +251,31 @@ l_set_body(lua_State *L)
 }
 
 
+/* set_query(q): the query string sent upstream (and seen by later plugins) */
+static int
+l_set_query(lua_State *L)
+{
+    sl_req_t    *r = req(L);
+    size_t       len;
+    const char  *q = luaL_checklstring(L, 1, &len);
+    char        *t;
+
+    r->head.query.data = sl_pool_strndup(r->pool, q, len);
+    r->head.query.len = len;
+
+    t = sl_pool_alloc(r->pool, r->head.path.len + len + 2);
+    memcpy(t, r->head.path.data, r->head.path.len);
+    if (len > 0) {
+        t[r->head.path.len] = '?';
+        memcpy(t + r->head.path.len + 1, q, len);
+    }
+
+    r->head.target.data = t;
+    r->head.target.len = r->head.path.len + (len > 0 ? len + 1 : 0);
+    return 0;
+}
+
+
 static int
 l_conn_info(lua_State *L)
 {
@@ -470,6 +495,7 @@ luaopen_sluice_http(lua_State *L)
         {"body_size", l_body_size},
         {"set_body", l_set_body},
         {"conn_info", l_conn_info},
+        {"set_query", l_set_query},
         {"set_status", l_set_status},
         {"get_status", l_get_status},
         {"resp_header", l_resp_header},

@@ -267,8 +267,12 @@ function _M.http_request()
 
     local code, body = run(list, "rewrite", ctx, log_error)
     if not code and ctx.consumer then
+        -- the consumer's plugins merge over the route's; those only the consumer has run
+        -- their rewrite phase now (APISIX's rewrite_in_consumer)
         ctx.consumer_name = ctx.consumer.username
         list = plan(snap, route, ctx.consumer)
+        code, body = run(config.plan_consumer_rewrite(snap, route, ctx.consumer), "rewrite",
+                         ctx, log_error)
     end
 
     if not code then
@@ -350,7 +354,10 @@ function _M.init_worker(conf_json, slot, workers, generation)
     end
 
     ok, err = config.init(node_conf, {
-        log = function(_, ...) pdk.log.error(...) end,
+        log = function(level, ...)
+            local f = pdk.log[level] or pdk.log.error
+            f(...)
+        end,
         version_fn = version_fn,
     })
     if not ok then
@@ -365,7 +372,14 @@ function _M.init_worker(conf_json, slot, workers, generation)
 
     local has_admin, admin = pcall(require, "sluice.admin")
     if has_admin and node_conf.admin then
-        admin.init({
+        local read_only
+        if node_conf.config.provider == "file" then
+            read_only = "the configuration comes from config.file (config.provider \"file\"); "
+                        .. "the Admin API cannot change it"
+        end
+
+        local aok, aerr = admin.init({
+            read_only = read_only,
             keys = node_conf.admin.keys,
             allow = node_conf.admin.allow,
             data_dir = node_conf.prefix .. "/data",
@@ -388,6 +402,10 @@ function _M.init_worker(conf_json, slot, workers, generation)
                 end
             end,
         })
+        if not aok then
+            error("admin API: " .. tostring(aerr))
+        end
+
         _M.admin = admin
     elseif not has_admin and node_conf.admin then
         pdk.log.warn("admin API not available: ", admin)

@@ -73,7 +73,7 @@ local DEFS = {
                  "request_llm_model", "llm_model" } },
     { id = "j", name = "sluice_gateway_overhead_seconds", kind = "histogram",
       buckets = OVERHEAD_BUCKETS,
-      help = "Time spent in the gateway itself, excluding the upstream/provider, streaming included",
+      help = "Time spent in the gateway itself, excluding the upstream, streaming included",
       labels = { "route", "request_type" } },
     { id = "k", name = "sluice_llm_requests_failed", kind = "untyped",
       help = "AI requests that got no complete answer from the provider, by reason",

@@ -102,6 +102,14 @@ subtest 'a fixed file is applied again' => sub {
     ok wait_for(sub { get('/guarded')->{status} == 401 }, 3), 'applied';
 };
 
+subtest 'the Admin API cannot change a file configuration' => sub {
+    my $res = admin_put($sluice, '/apisix/admin/routes/x', { uri => '/x', upstream => $up });
+    is $res->{status}, 400, 'PUT refused';
+    like $res->{json}{error_msg}, qr/config\.provider "file"/, 'says why';
+    is admin_req($sluice, 'GET', '/apisix/admin/plugins/list')->{status}, 200, 'reads work';
+    is get('/x')->{status}, 404, 'nothing changed';
+};
+
 subtest 'a broken file at start-up stops the start' => sub {
     my $s2 = start_sluice(expect_exit => 1, standalone => doc(routes => [
         { id => 'x', uri => '/x', plugins => { nope => {} } }]));

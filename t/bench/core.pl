@@ -392,8 +392,8 @@ sub mem_line {
 # ---------------------------------------------------------------------------------------------
 # routes for the end-to-end routing run
 
-# $n routes: the ten the load hits (/bench/echo exact, then /svc/1.. alternating exact and
-# prefix), then filler alternating exact /svc/<i>/chat/completions and prefix /pfx/<i>/*.
+# $n routes: route 1 is /bench/echo; from 2 on, odd ids are exact /svc/<i>/chat/completions
+# and even ids prefixes /pfx/<i>/*. The load hits routes 1 to 10, which every size has.
 sub routes_of {
     my ($n, $up_port) = @_;
     my @r = (route(1, $PATH, $up_port));

@@ -14,6 +14,10 @@ my $TRUE = JSON::PP::true;
 my $sluice = start_sluice(routes => [
     { id => 'chat', uri => '/v1/chat/completions',
       plugins => { 'ai-proxy' => $llm->ai_proxy_conf(timeout => 600) } },
+    { id => 'conv', uri => '/conv/v1/messages',
+      plugins => { 'ai-proxy' => $llm->ai_proxy_conf(provider => 'openai',
+          override => { endpoint => 'http://127.0.0.1:' . $llm->port
+                                    . '/v1/chat/completions?mock_invalid_json=1' }) } },
     { id => 'dead', uri => '/dead',
       plugins => { 'ai-proxy' => $llm->ai_proxy_conf(
           override => { endpoint => "http://127.0.0.1:$dead/v1/chat/completions" }) } },
@@ -55,7 +59,8 @@ subtest 'provider refuses the connection' => sub {
     my $r = ask('/dead', $chat);
     is $r->{status}, 502, '502 (APISIX: 500 without a body)';
     like $r->{headers}{'content-type'} // '', qr{^application/json}, 'JSON';
-    like $r->{json} && $r->{json}{error_msg}, qr/^upstream failed: .*connect/i, 'error_msg says why';
+    like $r->{json} && $r->{json}{error_msg}, qr/^upstream failed: .*connect/i,
+        'error_msg says why';
     my $l = last_line('dead');
     is $l->{status}, 502, 'logged 502';
     like $l->{error} // '', qr/connect/i, 'access log: error says what happened';
@@ -159,6 +164,17 @@ subtest 'provider sends invalid JSON in a stream' => sub {
     cmp_ok $l->{llm_prompt_tokens}, '>', 0, 'prompt estimated from the request';
     ok $sluice->wait_error_log(qr/AI usage estimated \(provider reported none\)/),
         'error log says why';
+};
+
+subtest 'a converted stream that yields nothing: 502 (Anthropic client, OpenAI provider)' => sub {
+    my $r = ask('/conv/v1/messages', { model => 'claude', max_tokens => 10, stream => $TRUE,
+                                      messages => [{ role => 'user', content => 'hi' }] });
+    is $r->{status}, 502, 'status 502';
+    like $r->{body}, qr/^streaming response completed without producing any output/,
+        'the reference\'s message';
+    my $l = last_line('conv');
+    like $l->{error} // '', qr/without producing any output/, 'access log says so';
+    is $l->{llm_stream_aborted}, 'no_output', 'llm_stream_aborted=no_output';
 };
 
 subtest 'provider cuts the stream' => sub {

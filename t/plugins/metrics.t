@@ -82,7 +82,10 @@ subtest 'apisix_llm_latency' => sub {
         'no ttft for non-streaming requests';
     is value($m, 'apisix_llm_latency_bucket', type => 'total', llm_model => 'gpt-a',
              le => '+Inf'), 3, '+Inf bucket = count';
-    like $m, qr/^apisix_llm_latency_bucket\{type="total",route_id="chat",service_id="",consumer="",node="ai-proxy-openai-compatible",request_type="ai_chat",request_llm_model="gpt-a",llm_model="gpt-a",le="1"\} \d+$/m,
+    my $labels = join ',', 'type="total"', 'route_id="chat"', 'service_id=""', 'consumer=""',
+        'node="ai-proxy-openai-compatible"', 'request_type="ai_chat"',
+        'request_llm_model="gpt-a"', 'llm_model="gpt-a"', 'le="1"';
+    like $m, qr/^apisix_llm_latency_bucket\{\Q$labels\E\} \d+$/m,
         'APISIX\'s label set, in order';
 };
 
@@ -111,7 +114,8 @@ subtest 'sluice_gateway_overhead_seconds' => sub {
     is $count, 8, 'one observation per AI request';
     my $sum = value($m, 'sluice_gateway_overhead_seconds_sum', route => 'chat');
     cmp_ok $sum, '>', 0, 'time was spent';
-    cmp_ok $sum / $count, '<', 0.05, sprintf('mean overhead %.0f us (< 50 ms)', 1e6 * $sum / $count);
+    cmp_ok $sum / $count, '<', 0.05,
+        sprintf('mean overhead %.0f us (< 50 ms)', 1e6 * $sum / $count);
     ok defined value($m, 'sluice_gateway_overhead_seconds_bucket', le => '0.0001'),
         'sub-millisecond buckets';
 };

@@ -76,6 +76,60 @@ end
 _M.get_uri_args = _M.get_args
 
 
+local function escape(s)
+    return (tostring(s):gsub("[^%w%-%._~]", function(c)
+        return string.format("%%%02X", string.byte(c))
+    end))
+end
+_M.escape_uri = escape
+
+
+-- set_uri_args(ctx, args): replaces the query string sent upstream; args is a table
+-- (name -> string | true | array) or an already encoded string
+function _M.set_uri_args(ctx, args)
+    if type(ctx) ~= "table" or (args == nil and ctx._method == nil) then
+        ctx, args = nil, ctx
+    end
+
+    local q
+    if type(args) == "string" then
+        q = args
+    else
+        local names = {}
+        for k in pairs(args or {}) do
+            names[#names + 1] = k
+        end
+
+        table.sort(names)
+        local parts = {}
+        for _, k in ipairs(names) do
+            local v = args[k]
+            if type(v) == "table" then
+                for _, item in ipairs(v) do
+                    parts[#parts + 1] = escape(k) .. "=" .. escape(item)
+                end
+            elseif v == true then
+                parts[#parts + 1] = escape(k)
+            elseif v ~= false and v ~= nil then
+                parts[#parts + 1] = escape(k) .. "=" .. escape(v)
+            end
+        end
+
+        q = table.concat(parts, "&")
+    end
+
+    http.set_query(q)
+    if ctx then
+        ctx._args = nil
+        ctx._query = q
+        if ctx.var then
+            rawset(ctx.var, "args", q)
+            rawset(ctx.var, "request_uri", nil)
+        end
+    end
+end
+
+
 function _M.header(ctx, name)
     if type(ctx) == "string" then
         name = ctx

@@ -429,7 +429,7 @@ my ($sline) = grep { $_->{route_id} eq 'stream' } @$log;
 my $usage_ok = $sline && $sline->{llm_completion_tokens} == $usage->{completion_tokens}
                && $sline->{llm_prompt_tokens} == $usage->{prompt_tokens}
                && !$sline->{llm_usage_estimated};
-printf "checked: the same answers from all three; Sluice logged the stream's usage %s "
+printf "checked: the same answers from every target; Sluice logged the stream's usage %s "
      . "(%s prompt, %s completion)\n", $usage_ok ? 'exactly' : 'WRONGLY',
      $sline ? $sline->{llm_prompt_tokens} : '?', $sline ? $sline->{llm_completion_tokens} : '?';
 
@@ -454,8 +454,9 @@ if (!$SKIP{stream}) {
 my $m = http_req($sluice->metrics_url('/apisix/prometheus/metrics'), 'GET', '')->{body} // '';
 my %ovh;
 for my $rt (qw(ai_chat ai_stream)) {
-    my ($sum) = $m =~ /^sluice_gateway_overhead_seconds_sum\{route="\w+",request_type="$rt"\} (\S+)/m;
-    my ($cnt) = $m =~ /^sluice_gateway_overhead_seconds_count\{route="\w+",request_type="$rt"\} (\S+)/m;
+    my $labels = qr/\{route="\w+",request_type="$rt"\}/;
+    my ($sum) = $m =~ /^sluice_gateway_overhead_seconds_sum$labels (\S+)/m;
+    my ($cnt) = $m =~ /^sluice_gateway_overhead_seconds_count$labels (\S+)/m;
     $ovh{$rt} = $cnt ? 1e6 * $sum / $cnt : undef;
 }
 
