@@ -15,7 +15,11 @@
 #include "log.h"
 #include "worker.h"
 
+#define SPARE_MAX  256
+
 static lua_State  *main_L;
+static sl_co_t    *spare[SPARE_MAX];      /* finished coroutines, ready to run again */
+static size_t      nspare;
 static int         entry_ref[3] = {LUA_NOREF, LUA_NOREF, LUA_NOREF};
 static sl_co_t    *current;
 
@@ -38,9 +42,23 @@ sl_co_current(lua_State *L)
 }
 
 
+/* A coroutine that returned normally is as good as a new one (status 0, empty stack):
+ * keep it, so a request costs no thread allocation. One that failed is dropped. */
 static void
-co_free(sl_co_t *co)
+co_free(sl_co_t *co, int failed)
 {
+    if (!failed && nspare < SPARE_MAX && lua_status(co->L) == 0) {
+        lua_settop(co->L, 0);
+        co->req = NULL;
+        co->push = NULL;
+        co->wait = NULL;
+        co->wait_kind = SL_WAIT_NONE;
+        co->waiting = 0;
+        co->woken = 0;
+        spare[nspare++] = co;
+        return;
+    }
+
     luaL_unref(main_L, LUA_REGISTRYINDEX, co->ref);
     event_free(co->wake_ev);
     free(co);
@@ -74,7 +92,7 @@ co_end(sl_co_t *co, int failed)
         sl_req_release(r);
     }
 
-    co_free(co);
+    co_free(co, failed);
 }
 
 
@@ -136,12 +154,19 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 void
 sl_co_spawn(lua_State *L, int nargs, sl_req_t *req)
 {
-    sl_co_t  *co = sl_xcalloc(1, sizeof(sl_co_t));
+    sl_co_t  *co;
 
-    co->L = lua_newthread(L);
-    co->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (nspare > 0) {
+        co = spare[--nspare];
+
+    } else {
+        co = sl_xcalloc(1, sizeof(sl_co_t));
+        co->L = lua_newthread(L);
+        co->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        co->wake_ev = event_new(sl_worker->base, -1, 0, on_wake, co);
+    }
+
     co->req = req;
-    co->wake_ev = event_new(sl_worker->base, -1, 0, on_wake, co);
 
     if (req != NULL) {
         sl_req_retain(req);

@@ -19,6 +19,7 @@ struct sl_upstream_s {
     size_t              nspare;
     struct event_base  *base;
     struct event       *timer;
+    struct event       *collect;        /* deferred check_done() after a direct kick */
     size_t              active;
     const sl_conf_t    *conf;
     uint16_t           *uses;       /* requests served per socket, for keepalive_requests */
@@ -103,6 +104,13 @@ on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp
 
 
 static void
+on_collect(evutil_socket_t fd, short what, void *arg)
+{
+    check_done(arg);
+}
+
+
+static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
     sl_upstream_t  *up = arg;
@@ -142,6 +150,7 @@ sl_upstream_new(struct event_base *base, const void *vconf)
     up->conf = conf;
     up->multi = curl_multi_init();
     up->timer = evtimer_new(base, on_timer, up);
+    up->collect = event_new(base, -1, 0, on_collect, up);
     curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
     curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -157,6 +166,7 @@ sl_upstream_free(sl_upstream_t *up)
 {
     curl_multi_cleanup(up->multi);
     event_free(up->timer);
+    event_free(up->collect);
     free(up->uses);
     free(up);
 }
@@ -494,6 +504,14 @@ sl_transfer_start(sl_transfer_t *t, const char **err)
     t->active = 1;
     t->up->active++;
     t->last_io = sl_worker_now();
+
+    /* let curl connect and send now rather than from a zero timeout on the next loop
+     * turn; whatever it finishes is collected (and reported) from the loop as usual */
+    {
+        int  running;
+        curl_multi_socket_action(t->up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        event_active(t->up->collect, EV_TIMEOUT, 0);
+    }
 
     first = sl_min(t->read_timeout, t->send_timeout);
     if (first < 0.01) {

@@ -88,10 +88,59 @@ end
 local _M = { DEFS = DEFS }
 
 local dict
+local pending = {}          -- shm key -> amount not yet added to the shared dict
+local npending = 0
+local FLUSH_EVERY = 0.5     -- seconds; a scrape sees a worker's counts this late at most
+local FLUSH_KEYS = 4096     -- or sooner, when this many series are waiting
+
+-- label keys are built once per (route, node, consumer, request type, models) and kept
+-- with the route table, so recording a request allocates nothing
+local key_cache = setmetatable({}, { __mode = "k" })
+local NO_ROUTE = {}
+
+
+local function flush()
+    if not dict or npending == 0 then
+        return
+    end
+
+    for key, n in pairs(pending) do
+        local ok, err = dict:incr(key, n, 0)
+        if not ok and err then
+            -- a full zone evicts; losing a series beats blocking a request
+            break
+        end
+    end
+
+    table.clear(pending)
+    npending = 0
+end
+_M.flush = flush
+
+
+local function add(key, n)
+    local cur = pending[key]
+    if cur then
+        pending[key] = cur + n
+        return
+    end
+
+    pending[key] = n
+    npending = npending + 1
+    if npending >= FLUSH_KEYS then
+        flush()
+    end
+end
 
 
 function _M.init()
     dict = shared["prometheus-metrics"]
+    local ok_timer, timer = pcall(require, "sluice.timer")
+    if dict and ok_timer then
+        timer.every(FLUSH_EVERY, function(premature)
+            flush()
+        end)
+    end
 end
 
 
@@ -105,18 +154,24 @@ local function trunc(v)
 end
 
 
-local function incr(key, n)
-    local ok, err = dict:incr(key, n, 0)
-    if not ok and err then
-        return nil, err
-    end
-
-    return ok
+local function join(...)
+    return concat({ ... }, "\2")
 end
 
 
-local function observe(id, labels, buckets, v)
-    local key = id .. "\1" .. labels .. "\3"
+-- the keys of one histogram series: buckets, sum, count
+local function hist_keys(id, labels, buckets)
+    local base = id .. "\1" .. labels .. "\3"
+    local keys = { sum = base .. "s", count = base .. "c" }
+    for i = 1, #buckets + 1 do
+        keys[i] = base .. i
+    end
+
+    return keys
+end
+
+
+local function observe(keys, buckets, v)
     local idx = #buckets + 1
     for i = 1, #buckets do
         if v <= buckets[i] then
@@ -125,49 +180,101 @@ local function observe(id, labels, buckets, v)
         end
     end
 
-    incr(key .. idx, 1)
-    incr(key .. "s", v)
-    incr(key .. "c", 1)
+    add(keys[idx], 1)
+    add(keys.sum, v)
+    add(keys.count, 1)
 end
 
 
 local function node_of(ctx)
-    local var = ctx.var
     if ctx.picked_ai_instance_name then
         return ctx.picked_ai_instance_name
     end
 
-    local addr = rawget(var, "upstream_addr")
+    local addr = rawget(ctx.var, "upstream_addr")
     if not addr or addr == "" then
         return ""
     end
 
-    return (gsub(addr, ":%d+$", ""))
+    return addr
 end
 
 
--- the common label values of a request, as one string per label set
-local function base(ctx)
-    local var = ctx.var
+-- all keys of one label set, built on first use
+local function build_keys(ctx, node, consumer, rtype, rmodel, model)
     local route = ctx.route
-    local service = route and route.service_id or ""
-    return {
-        route = ctx.route_id and tostring(ctx.route_id) or "",
-        service = tostring(service),
-        consumer = ctx.consumer_name or "",
-        node = node_of(ctx),
-        request_type = rawget(var, "request_type") or "traditional_http",
-        request_llm_model = trunc(rawget(var, "request_llm_model")),
-        llm_model = trunc(rawget(var, "llm_model")),
-        matched_uri = route and (route.uri or (route.uris and route.uris[1])) or "",
-        matched_host = route and (route.host or (route.hosts and route.hosts[1])) or "",
+    local route_id = ctx.route_id and tostring(ctx.route_id) or ""
+    local service = route and route.service_id and tostring(route.service_id) or ""
+    local muri = route and (route.uri or (route.uris and route.uris[1])) or ""
+    local mhost = route and (route.host or (route.hosts and route.hosts[1])) or ""
+    node = (gsub(node, ":%d+$", ""))
+    rmodel, model = trunc(rmodel), trunc(model)
+
+    local tail = join(consumer, node, rtype, rmodel, model)
+    local rs = join(route_id, service, tail)
+    local ai = rtype ~= "traditional_http"
+    local k = {
+        status_prefix = join(route_id, muri, mhost, service, tail,
+                             ai and "upstream" or "upstream"),
+        status = {},
+        req = hist_keys("b", join("request", rs), MS_BUCKETS),
+        up = hist_keys("b", join("upstream", rs), MS_BUCKETS),
+        gw = hist_keys("b", join("apisix", rs), MS_BUCKETS),
+        overhead = hist_keys("j", join(route_id, rtype), OVERHEAD_BUCKETS),
+        egress = "c\1" .. join("egress", rs),
+        ingress = "c\1" .. join("ingress", rs),
+        failed = {},
+        route_id = route_id,
+        node = node,
     }
+
+    if ai then
+        local ls = join(route_id, service, tail)
+        k.prompt = "e\1" .. ls
+        k.completion = "f\1" .. ls
+        k.prompt_dist = hist_keys("h", ls, TOKEN_BUCKETS)
+        k.completion_dist = hist_keys("i", ls, TOKEN_BUCKETS)
+        k.total = hist_keys("d", join("total", ls), MS_BUCKETS)
+        k.ttft = hist_keys("d", join("ttft", ls), MS_BUCKETS)
+        k.active = "g\1" .. join(route_id, route_id, muri, mhost, service, service, consumer,
+                                  node, rtype, rmodel, model)
+    end
+
+    return k
 end
 
 
--- label values joined by "\2": plain concatenation (a vararg table per call showed up as a
--- tenth of a streamed request's Lua time, GC included)
-local S = "\2"
+local function keys_of(ctx)
+    local var = ctx.var
+    local node = node_of(ctx)
+    local consumer = ctx.consumer_name or ""
+    local rtype = rawget(var, "request_type") or "traditional_http"
+    local rmodel = rawget(var, "request_llm_model") or ""
+    local model = rawget(var, "llm_model") or ""
+
+    -- nested lookups: no string is built on the hot path
+    local c = key_cache[ctx.route or NO_ROUTE]
+    if not c then
+        c = {}
+        key_cache[ctx.route or NO_ROUTE] = c
+    end
+
+    local t = c[node]
+    if not t then t = {}; c[node] = t end
+    local u = t[consumer]
+    if not u then u = {}; t[consumer] = u end
+    local v = u[rtype]
+    if not v then v = {}; u[rtype] = v end
+    local w = v[rmodel]
+    if not w then w = {}; v[rmodel] = w end
+    local k = w[model]
+    if not k then
+        k = build_keys(ctx, node, consumer, rtype, rmodel, model)
+        w[model] = k
+    end
+
+    return k
+end
 
 
 function _M.record(ctx, info)
@@ -175,91 +282,84 @@ function _M.record(ctx, info)
         return
     end
 
-    local b = base(ctx)
+    local k = keys_of(ctx)
     local var = ctx.var
-    local code = tostring(info.status)
-    local ai = b.request_type ~= "traditional_http"
-    local tail = b.consumer .. S .. b.node .. S .. b.request_type .. S .. b.request_llm_model
-                 .. S .. b.llm_model
+    local code = info.status
 
-    local source = (ai or rawget(var, "upstream_status")) and "upstream" or "sluice"
-    incr("a\1" .. code .. S .. b.route .. S .. b.matched_uri .. S .. b.matched_host .. S
-         .. b.service .. S .. tail .. S .. source, 1)
+    local skey = k.status[code]
+    if not skey then
+        skey = "a\1" .. join(tostring(code), k.status_prefix)
+        k.status[code] = skey
+    end
+
+    add(skey, 1)
 
     local request_ms = info.request_time
     local up_ms = tonumber(rawget(var, "upstream_response_time"))
-    local up_exact = up_ms
-    if upstream and up_ms then
-        local ok, _, _, _, total_ms = pcall(upstream.info)
-        if ok and type(total_ms) == "number" and total_ms >= 0 then
-            up_exact = total_ms
-        end
-    end
-
-    local rs = b.route .. S .. b.service .. S .. tail
-    observe("b", "request" .. S .. rs, MS_BUCKETS, request_ms)
+    observe(k.req, MS_BUCKETS, request_ms)
     if up_ms then
-        observe("b", "upstream" .. S .. rs, MS_BUCKETS, up_ms)
+        observe(k.up, MS_BUCKETS, up_ms)
     end
 
-    local overhead = request_ms - (up_exact or 0)
+    local overhead = request_ms - (up_ms or 0)
     if overhead < 0 then
         overhead = 0
     end
 
-    observe("b", "apisix" .. S .. rs, MS_BUCKETS, overhead)
-    observe("j", b.route .. S .. b.request_type, OVERHEAD_BUCKETS, overhead / 1000)
+    observe(k.gw, MS_BUCKETS, overhead)
+    observe(k.overhead, OVERHEAD_BUCKETS, overhead / 1000)
 
-    incr("c\1egress" .. S .. rs, info.bytes_sent)
+    add(k.egress, info.bytes_sent)
     if info.request_length then
-        incr("c\1ingress" .. S .. rs, info.request_length)
+        add(k.ingress, info.request_length)
     end
 
-    if not ai then
+    if not k.prompt then
         return
     end
 
-    local service_id = b.service
-    local ls = b.route .. S .. service_id .. S .. tail
     local prompt = tonumber(rawget(var, "llm_prompt_tokens")) or 0
     local completion = tonumber(rawget(var, "llm_completion_tokens")) or 0
-    incr("e\1" .. ls, prompt)
-    incr("f\1" .. ls, completion)
-    observe("h", ls, TOKEN_BUCKETS, prompt)
-    observe("i", ls, TOKEN_BUCKETS, completion)
+    add(k.prompt, prompt)
+    add(k.completion, completion)
+    observe(k.prompt_dist, TOKEN_BUCKETS, prompt)
+    observe(k.completion_dist, TOKEN_BUCKETS, completion)
 
     local ttft = tonumber(rawget(var, "llm_time_to_first_token")) or 0
-    if ttft ~= 0 and info.status < 400 then
-        observe("d", "total" .. S .. ls, MS_BUCKETS, up_ms or request_ms)
-        if b.request_type == "ai_stream" then
-            observe("d", "ttft" .. S .. ls, MS_BUCKETS, ttft)
+    if ttft ~= 0 and code < 400 then
+        observe(k.total, MS_BUCKETS, up_ms or request_ms)
+        if rawget(var, "request_type") == "ai_stream" then
+            observe(k.ttft, MS_BUCKETS, ttft)
         end
     end
 
-    if ctx.upstream_aborted or info.status >= 500 then
-        incr("k\1" .. b.route .. S .. b.node .. S .. tostring(ctx.upstream_aborted or info.status),
-             1)
+    local reason = ctx.ai_stream_aborted or ctx.upstream_aborted or (code >= 500 and code)
+    if reason then
+        reason = tostring(reason)
+        local fkey = k.failed[reason]
+        if not fkey then
+            fkey = "k\1" .. join(k.route_id, k.node, reason)
+            k.failed[reason] = fkey
+        end
+
+        add(fkey, 1)
     end
 end
 
 
--- apisix_llm_active_connections: +1 when an AI request goes to a provider, -1 at log
+-- apisix_llm_active_connections: +1 when an AI request goes to a provider, -1 at log.
+-- A gauge must be current, so it goes to the shared dict at once.
 function _M.llm_active(ctx, delta)
     if not dict then
         return
     end
 
-    -- the series chosen at +1 is the one decremented, whatever labels change meanwhile
-    local key = ctx._llm_active_key
-    if not key then
-        local b = base(ctx)
-        key = "g\1" .. b.route .. S .. b.route .. S .. b.matched_uri .. S .. b.matched_host
-              .. S .. b.service .. S .. b.service .. S .. b.consumer .. S .. b.node .. S
-              .. b.request_type .. S .. b.request_llm_model .. S .. b.llm_model
-        ctx._llm_active_key = key
+    -- the -1 goes to the series the +1 went to, whatever changed in between
+    local key = delta < 0 and ctx._metrics_active or keys_of(ctx).active
+    if key then
+        ctx._metrics_active = key
+        dict:incr(key, delta, 0)
     end
-
-    incr(key, delta)
 end
 
 
@@ -316,6 +416,8 @@ function _M.collect()
     if not dict then
         return ""
     end
+
+    flush()
 
     local series = {}       -- id -> {labels string -> {value | hist}}
     for _, key in ipairs(dict:keys(0)) do
