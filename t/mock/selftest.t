@@ -590,7 +590,8 @@ subtest 'start_sluice lifecycle, with a stand-in binary' => sub {
     ok !exists $conf->{metrics}, 'undef deletes';
     is_deeply $conf->{listen}, [ '127.0.0.1:' . $s->port ], 'listen';
     ok -d $s->prefix . "/$_", "$_/ exists" for qw(logs data conf);
-    is scalar($s->worker_pids), 2, 'two workers';
+    # the stand-in forks its workers after it starts listening: give it a moment
+    ok wait_for(sub { scalar($s->worker_pids) == 2 }, 10), 'two workers';
 
     my $r = admin_put($s, '/apisix/admin/routes/1', { uri => '/a' });
     is $r->{status}, 200, 'admin_put';
