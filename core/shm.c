@@ -12,14 +12,8 @@
  * sweep is skipped while exp_hint (a lower bound on every item's expiry, exact after each
  * sweep) lies in the future, so a full zone of unexpired items is not scanned on every set.
  *
- * Allocator: segregated first fit with boundary tags. Each block starts with its size and
- * the size of the block before it, so a freed block merges with free neighbours in O(1)
- * and free blocks never lie side by side. Free blocks sit in NBINS lists by power-of-two
- * size class; an allocation tries the first BIN_SCAN blocks of its own class, then the head
- * of the next non-empty larger class (found in a bitmap), then the rest of its own class,
- * and splits off what it does not need when that is MIN_SPLIT bytes or more. With one
- * allocator for all sizes, evicting enough LRU items always makes room for any item up to
- * the data area's size, which per-class slabs cannot promise.
+ * Allocator: core/shm_alloc.c, segregated first fit with boundary tags; items live in the
+ * blocks it hands out. The zone's layout is in core/shm_alloc.h.
  *
  * Crashes: the mutex is robust and process-shared. Every change happens between
  * dirty_begin() and dirty_end(); if a process dies holding the lock, the next locker gets
@@ -35,12 +29,9 @@
 #include <unistd.h>
 
 #include "shm.h"
+#include "shm_alloc.h"
 
 #define SHM_MAGIC     0x736c73686d763031ULL     /* "slshmv01" */
-#define BLK_USED      1u
-#define MIN_SPLIT     64        /* a smaller tail stays with the block it was cut from */
-#define NBINS         32
-#define BIN_SCAN      16        /* blocks of the request's own size class first fit looks at */
 #define TAIL_EXPIRE   2         /* expired items each write frees from the LRU tail */
 #define BUCKET_BYTES  256       /* one hash bucket per this many bytes of zone */
 #define MIN_BUCKETS   64
@@ -48,22 +39,7 @@
 #define NO_EXPIRY     UINT64_MAX
 #define MIN_SCRATCH   256
 
-#define AT(h, off)    ((char *) (h) + (off))
-#define BLK(h, off)   ((blk_t *) AT(h, off))
-#define FBLK(h, off)  ((fblk_t *) AT(h, off))
 #define ITEM(h, off)  ((item_t *) AT(h, off))
-#define BLK_SIZE(b)   ((b)->size & ~BLK_USED)
-
-typedef struct {
-    uint32_t  size;         /* whole block in bytes, a multiple of 8; BLK_USED while in use */
-    uint32_t  prev_size;    /* size of the block just before this one; 0 for the first */
-} blk_t;
-
-typedef struct {
-    blk_t     blk;
-    uint32_t  next;         /* neighbours in its size class's free list */
-    uint32_t  prev;
-} fblk_t;
 
 typedef struct {
     blk_t     blk;
@@ -79,25 +55,6 @@ typedef struct {
     uint8_t   type;         /* SL_SHM_* */
     /* then klen bytes of key, then vlen bytes of string value */
 } item_t;
-
-typedef struct {
-    uint64_t          magic;
-    pthread_mutex_t   mutex;
-    uint32_t          dirty;          /* a change is in progress; see dirty_begin() */
-    uint32_t          size;
-    uint32_t          mask;           /* buckets - 1 */
-    uint32_t          buckets;        /* offset of uint32_t[mask + 1] */
-    uint32_t          data_start;
-    uint32_t          data_end;       /* offset of the end sentinel, an 8-byte used block */
-    uint32_t          lru_head;
-    uint32_t          lru_tail;
-    uint32_t          bin_map;        /* bit i set: bins[i] is not empty */
-    uint32_t          bins[NBINS];    /* free blocks of size [2^i, 2^(i+1)) */
-    uint64_t          free_bytes;
-    uint64_t          nitems;
-    uint64_t          exp_hint;       /* no item expires before this; NO_EXPIRY if none can */
-    uint64_t          wipes;
-} hdr_t;
 
 struct sl_shm_zone_s {
     hdr_t   *hdr;
@@ -208,171 +165,6 @@ hash_key(const char *key, size_t len)
     h *= m;
     h ^= h >> 47;
     return (uint32_t) (h ^ (h >> 32));
-}
-
-
-/* The compiler must not move a change out of the window: a process may die at any store. */
-static void
-dirty_begin(hdr_t *h)
-{
-    h->dirty = 1;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-}
-
-
-static void
-dirty_end(hdr_t *h)
-{
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    h->dirty = 0;
-}
-
-
-/* Allocator */
-
-static uint32_t
-bin_of(uint32_t size)
-{
-    return 31 - (uint32_t) __builtin_clz(size);
-}
-
-
-static void
-free_list_push(hdr_t *h, uint32_t off)
-{
-    fblk_t    *f = FBLK(h, off);
-    uint32_t   bin = bin_of(f->blk.size);
-
-    f->prev = 0;
-    f->next = h->bins[bin];
-    if (f->next) {
-        FBLK(h, f->next)->prev = off;
-    }
-
-    h->bins[bin] = off;
-    h->bin_map |= 1u << bin;
-}
-
-
-static void
-free_list_remove(hdr_t *h, uint32_t off)
-{
-    fblk_t    *f = FBLK(h, off);
-    uint32_t   bin = bin_of(f->blk.size);
-
-    if (f->prev) {
-        FBLK(h, f->prev)->next = f->next;
-
-    } else {
-        h->bins[bin] = f->next;
-        if (f->next == 0) {
-            h->bin_map &= ~(1u << bin);
-        }
-    }
-
-    if (f->next) {
-        FBLK(h, f->next)->prev = f->prev;
-    }
-}
-
-
-/* need: a multiple of 8, at least sizeof(item_t). Returns the block's offset or 0. */
-static uint32_t
-blk_alloc(hdr_t *h, uint32_t need)
-{
-    uint32_t   bin, off, size, rest, mask;
-    int        n;
-
-    bin = bin_of(need);
-    for (off = h->bins[bin], n = 0; off != 0 && n < BIN_SCAN; off = FBLK(h, off)->next, n++) {
-        if (BLK(h, off)->size >= need) {
-            goto found;
-        }
-    }
-
-    mask = bin < 31 ? h->bin_map & ~((2u << bin) - 1) : 0;
-    if (mask != 0) {
-        off = h->bins[__builtin_ctz(mask)];
-        goto found;
-    }
-
-    /* Nothing larger: rather than evict, look through the rest of the own class. */
-    for (; off != 0; off = FBLK(h, off)->next) {
-        if (BLK(h, off)->size >= need) {
-            goto found;
-        }
-    }
-
-    return 0;
-
-found:
-
-    free_list_remove(h, off);
-    size = BLK(h, off)->size;
-
-    if (size - need >= MIN_SPLIT) {
-        rest = off + need;
-        BLK(h, rest)->size = size - need;
-        BLK(h, rest)->prev_size = need;
-        BLK(h, rest + size - need)->prev_size = size - need;
-        free_list_push(h, rest);
-        size = need;
-    }
-
-    BLK(h, off)->size = size | BLK_USED;
-    h->free_bytes -= size;
-    return off;
-}
-
-
-static void
-blk_free(hdr_t *h, uint32_t off)
-{
-    blk_t     *b = BLK(h, off), *nb, *pb;
-    uint32_t   size = BLK_SIZE(b), next;
-
-    h->free_bytes += size;
-
-    next = off + size;
-    nb = BLK(h, next);
-    if (!(nb->size & BLK_USED)) {
-        free_list_remove(h, next);
-        size += nb->size;
-    }
-
-    if (b->prev_size != 0) {
-        pb = BLK(h, off - b->prev_size);
-        if (!(pb->size & BLK_USED)) {
-            free_list_remove(h, off - b->prev_size);
-            size += pb->size;
-            off -= b->prev_size;
-            b = pb;
-        }
-    }
-
-    b->size = size;
-    BLK(h, off + size)->prev_size = size;
-    free_list_push(h, off);
-}
-
-
-/* Gives back the end of a used block beyond need, when that is worth a block of its own. */
-static void
-blk_shrink(hdr_t *h, uint32_t off, uint32_t need)
-{
-    blk_t     *b = BLK(h, off);
-    uint32_t   size = BLK_SIZE(b), rest;
-
-    if (size - need < MIN_SPLIT) {
-        return;
-    }
-
-    rest = off + need;
-    BLK(h, rest)->size = (size - need) | BLK_USED;
-    BLK(h, rest)->prev_size = need;
-    BLK(h, off + size)->prev_size = size - need;
-    b->size = need | BLK_USED;
-    blk_free(h, rest);
 }
 
 
@@ -494,7 +286,7 @@ item_free(hdr_t *h, uint32_t off)
     *link = it->hnext;
     lru_remove(h, off);
     h->nitems--;
-    blk_free(h, off);
+    sl_shm_alloc_free(h, off);
 }
 
 
@@ -568,16 +360,16 @@ alloc_evicting(hdr_t *h, uint32_t need, int evict_live, uint64_t *now, int *forc
 {
     uint32_t  off;
 
-    off = blk_alloc(h, need);
+    off = sl_shm_alloc_block(h, need);
     if (off == 0 && h->exp_hint <= now_of(now)) {
         purge_expired(h, *now, 0);
-        off = blk_alloc(h, need);
+        off = sl_shm_alloc_block(h, need);
     }
 
     while (off == 0 && evict_live && h->lru_tail != 0) {
         item_free(h, h->lru_tail);       /* every expired item is gone: this one was live */
         *forcible = 1;
-        off = blk_alloc(h, need);
+        off = sl_shm_alloc_block(h, need);
     }
 
     return off;
@@ -587,23 +379,10 @@ alloc_evicting(hdr_t *h, uint32_t need, int evict_live, uint64_t *now, int *forc
 static void
 zone_wipe(hdr_t *h)
 {
-    blk_t  *first, *end;
-
     memset(buckets(h), 0, ((size_t) h->mask + 1) * sizeof(uint32_t));
     h->lru_head = 0;
     h->lru_tail = 0;
-    h->bin_map = 0;
-    memset(h->bins, 0, sizeof(h->bins));
-
-    first = BLK(h, h->data_start);
-    first->size = h->data_end - h->data_start;
-    first->prev_size = 0;
-    end = BLK(h, h->data_end);
-    end->size = sizeof(blk_t) | BLK_USED;
-    end->prev_size = first->size;
-    free_list_push(h, h->data_start);
-
-    h->free_bytes = first->size;
+    sl_shm_alloc_reset(h);
     h->nitems = 0;
     h->exp_hint = NO_EXPIRY;
 }
@@ -966,13 +745,13 @@ store(sl_shm_zone_t *z, int op, const char *key, size_t klen, const sl_shm_value
     }
 
     if (off != 0 && BLK_SIZE(&ITEM(h, off)->blk) >= need) {
-        blk_shrink(h, off, need);
+        sl_shm_alloc_shrink(h, off, need);
         lru_touch(h, off);
 
     } else {
         /* Prefer keeping the old item until the new one has a place; failing that, its
          * space may be what lets the new one fit (ngx.shared behaves the same). */
-        noff = blk_alloc(h, need);
+        noff = sl_shm_alloc_block(h, need);
         if (off != 0) {
             item_free(h, off);
         }
@@ -1117,7 +896,7 @@ sl_shm_incr(sl_shm_zone_t *z, const char *key, size_t klen, double n, double ini
     }
 
     if (off != 0) {
-        blk_shrink(h, off, need);       /* an expired item: reuse its block */
+        sl_shm_alloc_shrink(h, off, need);       /* an expired item: reuse its block */
         lru_touch(h, off);
 
     } else {
@@ -1354,63 +1133,14 @@ sl_shm_wipes_for_test(sl_shm_zone_t *z)
 static const char *
 check(hdr_t *h)
 {
-    uint32_t   off, prev = 0, size, i, n;
-    uint64_t   free_bytes = 0, nfree = 0, nused = 0, earliest = NO_EXPIRY;
+    uint32_t   off, prev, n;
+    uint64_t   nused, earliest = NO_EXPIRY;
+    const char *err;
     item_t    *it;
-    blk_t     *b;
 
-    for (off = h->data_start; off < h->data_end; off += size) {
-        b = BLK(h, off);
-        size = BLK_SIZE(b);
-        if (size < sizeof(fblk_t) || size % 8 != 0 || off + size > h->data_end) {
-            return "bad block size";
-        }
-
-        if (b->prev_size != prev) {
-            return "bad prev_size";
-        }
-
-        if (!(b->size & BLK_USED)) {
-            if (prev != 0 && !(BLK(h, off - prev)->size & BLK_USED)) {
-                return "adjacent free blocks";
-            }
-
-            free_bytes += size;
-            nfree++;
-
-        } else {
-            nused++;
-        }
-
-        prev = size;
-    }
-
-    if (off != h->data_end || BLK(h, off)->prev_size != prev) {
-        return "blocks do not end at the sentinel";
-    }
-
-    if (free_bytes != h->free_bytes) {
-        return "free_bytes is wrong";
-    }
-
-    for (i = 0, n = 0; i < NBINS; i++) {
-        if (!!(h->bin_map & (1u << i)) != (h->bins[i] != 0)) {
-            return "bin_map is wrong";
-        }
-
-        for (prev = 0, off = h->bins[i]; off != 0; prev = off, off = FBLK(h, off)->next) {
-            if ((BLK(h, off)->size & BLK_USED) || bin_of(BLK(h, off)->size) != i
-                || FBLK(h, off)->prev != prev)
-            {
-                return "bad free list";
-            }
-
-            n++;
-        }
-    }
-
-    if (n != nfree) {
-        return "free lists miss blocks";
+    err = sl_shm_alloc_check(h, &nused);
+    if (err != NULL) {
+        return err;
     }
 
     for (prev = 0, n = 0, off = h->lru_head; off != 0; prev = off, off = it->lru_next) {

@@ -1,4 +1,4 @@
-/* links: core/shm.c */
+/* links: core/shm.c core/shm_alloc.c */
 /* shm.c -- shared dictionaries: every operation, expiry on an injected clock, LRU eviction
  * and expired-first reclaim, many keys, large values, incr semantics, a randomised run
  * against a reference model, counting from four processes at once, and a process dying
