@@ -40,7 +40,8 @@ local function respond(status, body)
     if t == "table" then
         http.respond(status, (cjson.encode(body) or "{}") .. "\n", JSON)
     elseif t == "string" then
-        http.respond(status, body, nil)
+        http.respond(status, body,
+                     not http.resp_header("Content-Type") and "text/plain; charset=utf-8" or nil)
     elseif status >= 400 then
         http.respond(status, '{"error_msg":"' .. status .. ' ' .. (status == 401 and "Unauthorized"
             or status == 403 and "Forbidden" or status == 429 and "Too Many Requests"
