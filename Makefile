@@ -93,7 +93,8 @@ test-asan:
 
 lint:
 	clang-format --dry-run --Werror core/*.c core/*.h 2>/dev/null || true
-	@command -v luacheck >/dev/null && luacheck -q lua plugins || echo "luacheck not installed"
+	@if command -v luacheck >/dev/null; then luacheck -q lua plugins t/bench/plugins; \
+	else echo "luacheck not installed (apt-get install lua-check)"; fi
 
 bench: all deps-test
 	t/bench/run.sh

@@ -317,7 +317,8 @@ function _M.admin_request()
     if type(body) == "table" then
         http.respond(status, (cjson.encode(body) or "{}") .. "\n", JSON)
     else
-        http.respond(status, body or "", (headers and headers["Content-Type"]) and nil or "text/plain")
+        local ct = not (headers and headers["Content-Type"]) and "text/plain" or nil
+        http.respond(status, body or "", ct)
     end
 end
 

@@ -121,7 +121,7 @@ local function check_exptime(exptime, what)
         return 0
     end
 
-    if type(exptime) ~= "number" or not (exptime >= 0) then
+    if type(exptime) ~= "number" or not (exptime >= 0) then  -- luacheck: ignore 581 (NaN)
         error("bad \"" .. what .. "\" argument: non-negative number expected", 3)
     end
 
@@ -397,7 +397,7 @@ function dict.keys(self, max)
     if max == nil then
         max = DEFAULT_MAX_KEYS
 
-    elseif type(max) ~= "number" or not (max >= 0) then
+    elseif type(max) ~= "number" or not (max >= 0) then  -- luacheck: ignore 581 (NaN)
         error("bad \"max\" argument: non-negative number expected", 2)
     end
 

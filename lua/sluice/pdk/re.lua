@@ -211,8 +211,14 @@ local function expand(repl, m)
         return tostring(repl(m))
     end
 
-    return (repl:gsub("%$(%b{})", function(g) return m[tonumber(g:sub(2, -2)) or g:sub(2, -2)] or "" end)
-                :gsub("%$(%d)", function(d) return m[tonumber(d)] or "" end))
+    local function named(g)
+        local name = g:sub(2, -2)
+        return m[tonumber(name) or name] or ""
+    end
+
+    return (repl:gsub("%$(%b{})", named):gsub("%$(%d)", function(d)
+        return m[tonumber(d)] or ""
+    end))
 end
 
 

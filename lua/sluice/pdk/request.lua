@@ -162,7 +162,7 @@ end
 -- get_body(max_size, ctx) -> body | nil (empty) | nil, err
 function _M.get_body(max_size, ctx)
     if type(max_size) == "table" then
-        max_size, ctx = ctx, max_size
+        max_size = ctx         -- get_body(ctx, max_size), APISIX's order
     end
 
     if max_size and http.body_size() > max_size then
