@@ -470,6 +470,9 @@ sl_transfer_new(sl_upstream_t *up)
     curl_easy_setopt(t->easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(t->easy, CURLOPT_MAXAGE_CONN, (long) up->conf->up_keepalive_timeout);
     curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* no proxy from the environment (http_proxy...): upstreams are reached directly, and
+     * curl would otherwise read the environment on every transfer */
+    curl_easy_setopt(t->easy, CURLOPT_PROXY, "");
     return t;
 }
 

@@ -179,7 +179,10 @@ end
 
 local function serve(ctx, list, route_up)
     local status, err, code = proxy(ctx, route_up)
-    set_upstream_vars(ctx)
+    local has = list.has
+    if not status or has.header_filter or has.body_filter then
+        set_upstream_vars(ctx)      -- plugins below may read upstream_status
+    end
 
     if not status then
         ctx.var.error_reason = err
