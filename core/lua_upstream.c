@@ -593,6 +593,12 @@ l_proxy(lua_State *L)
         return 3;
     }
 
+    /* curl was kicked at once: the response head may already be here (a reused connection
+     * to a fast provider), and then nobody would wake us */
+    if (t->headers_done || r->up_done) {
+        return push_proxy(co, L);
+    }
+
     return sl_co_wait(L, co, SL_WAIT_PROXY, t);
 }
 
