@@ -9,9 +9,12 @@ local shared = require("sluice.shared")
 
 -- the C upstream module gives the transfer time unrounded (ctx.var has whole ms, too coarse
 -- for an overhead of tens of microseconds); absent outside a worker (unit tests, the master)
-local has_upstream, upstream = pcall(require, "sluice.upstream")
-if not has_upstream or type(upstream) ~= "table" or type(upstream.info) ~= "function" then
-    upstream = nil
+local upstream
+do
+    local ok, m = pcall(require, "sluice.upstream")
+    if ok and type(m) == "table" and type(m.info) == "function" then
+        upstream = m
+    end
 end
 
 local concat = table.concat
@@ -29,8 +32,6 @@ local TOKEN_BUCKETS = { 1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000
                         100000, 200000, 500000, 1000000 }
 local OVERHEAD_BUCKETS = { 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                            0.025, 0.05, 0.1, 0.25, 0.5, 1 }
-
-local AI_LABELS = { "request_type", "request_llm_model", "llm_model" }
 
 -- id -> definition; counters are exposed "untyped": APISIX's names lack the "_total" suffix
 -- that promtool's lint requires of counters, and dashboards query these names
@@ -301,7 +302,15 @@ function _M.record(ctx, info)
         observe(k.up, MS_BUCKETS, up_ms)
     end
 
-    local overhead = request_ms - (up_ms or 0)
+    local up_exact = up_ms
+    if upstream and up_ms then
+        local _, _, _, total_ms = upstream.info()
+        if type(total_ms) == "number" and total_ms >= 0 then
+            up_exact = total_ms
+        end
+    end
+
+    local overhead = request_ms - (up_exact or 0)
     if overhead < 0 then
         overhead = 0
     end

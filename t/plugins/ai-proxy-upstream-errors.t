@@ -186,11 +186,7 @@ subtest 'provider cuts the stream' => sub {
                 @{ $r->{events} || [] };
     is scalar @words, 4, 'the 4 events sent were relayed';
     ok !grep({ $_->{data} eq '[DONE]' } @{ $r->{events} || [] }), 'no [DONE]';
-    TODO: {
-        local $TODO = 'core ends a chunked response cleanly after an upstream read error '
-                      . '(lead-requests.md: truncated chunked relay)';
-        ok !$r->{complete}, 'the client can tell the stream was cut (no chunked terminator)';
-    }
+    ok !$r->{complete}, 'the client can tell the stream was cut (no chunked terminator)';
     my $l = last_line('chat');
     is $l->{llm_stream_aborted}, 'read_error', 'llm_stream_aborted=read_error';
     like $l->{error} // '', qr/transfer closed|outstanding/, 'error says the transfer broke';
@@ -202,10 +198,7 @@ subtest 'provider cuts the stream' => sub {
 subtest 'provider cuts a non-streaming answer' => sub {
     my $r = ask('/v1/chat/completions', $chat, 'x-mock-events' => 40, 'x-mock-cut' => 1);
     ok !$r->{complete} || !$r->{json}, 'the client does not get a whole JSON body';
-    TODO: {
-        local $TODO = 'core ends a chunked response cleanly after an upstream read error';
-        ok !$r->{complete}, 'the response is not framed as complete';
-    }
+    ok !$r->{complete}, 'the response is not framed as complete';
     my $l = last_line('chat');
     is $l->{llm_stream_aborted}, 'read_error', 'llm_stream_aborted=read_error';
     ok $l->{llm_usage_estimated}, 'usage estimated (the provider billed it)';

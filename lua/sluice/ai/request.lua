@@ -59,6 +59,11 @@ local _M = { DROP_HEADERS = DROP_HEADERS }
 ------------------------------------------------------------------------------------------------
 
 local function skip_ws(s, p)
+    local c = byte(s, p)
+    if c ~= 32 and c ~= 10 and c ~= 13 and c ~= 9 then
+        return p                        -- compact JSON (what SDKs send): no pattern match
+    end
+
     local _, e = find(s, "^[ \t\r\n]*", p)
     return e + 1
 end
@@ -311,14 +316,12 @@ local function shape(out, changed, p)
     local inst, provider, target = p.instance, p.provider, p.target_protocol
     local override = type(inst.override) == "table" and inst.override or {}
 
-    local function set(k, v)
-        out[k] = v
-        changed[k] = true
-    end
-
+    -- every change is out[k] = v plus changed[k] = true, written out: a local closure here
+    -- (FNEW) is not compiled by LuaJIT and sends the whole request build to the interpreter
     if type(inst.options) == "table" then
         for k, v in pairs(inst.options) do
-            set(k, deep_copy(v))
+            out[k] = deep_copy(v)
+            changed[k] = true
         end
     end
 
@@ -327,17 +330,20 @@ local function shape(out, changed, p)
         if type(so) ~= "table" or so.include_usage ~= true then
             so = type(so) == "table" and shallow_copy(so) or {}
             so.include_usage = true
-            set("stream_options", so)
+            out.stream_options = so
+            changed.stream_options = true
         end
     end
 
     local cap = provider.capabilities and provider.capabilities[target]
     local lo = override.llm_options
     if type(lo) == "table" and type(lo.max_tokens) == "number" and cap and cap.max_tokens then
-        set(cap.max_tokens, lo.max_tokens)
+        out[cap.max_tokens] = lo.max_tokens
+        changed[cap.max_tokens] = true
         for _, f in ipairs(cap.max_tokens_clear or {}) do
             if out[f] ~= nil then
-                set(f, nil)
+                out[f] = nil
+                changed[f] = true
             end
         end
     end
@@ -365,7 +371,8 @@ local function shape(out, changed, p)
     end
 
     if provider.remove_model and out.model ~= nil then
-        set("model", nil)
+        out.model = nil
+        changed.model = true
     end
 
     return out, changed
@@ -434,6 +441,28 @@ local function query_builder()
     end
 
     return put, put_raw, build
+end
+
+
+-- The upstream query: auth.query (sorted keys), then the endpoint's query (wins on a clash),
+-- then for passthrough the client's (wins over the endpoint's, never over auth.query).
+local function build_query_string(auth_query, endpoint_query, client_query)
+    local put, put_raw, build = query_builder()
+    if auth_query then
+        local keys = {}
+        for k in pairs(auth_query) do
+            keys[#keys + 1] = k
+        end
+
+        sort(keys)
+        for _, k in ipairs(keys) do
+            put(k, escape(k) .. "=" .. escape(auth_query[k]), "auth")
+        end
+    end
+
+    put_raw(endpoint_query, "endpoint")
+    put_raw(client_query, "client", auth_query)
+    return build()
 end
 
 
@@ -511,32 +540,19 @@ function _M.build(p)
     -- query
     local auth = type(inst.auth) == "table" and inst.auth or {}
     local auth_query = type(auth.query) == "table" and auth.query or nil
-    local put, put_raw, build_query = query_builder()
-    if auth_query then
-        local keys = {}
-        for k in pairs(auth_query) do
-            keys[#keys + 1] = k
-        end
-
-        sort(keys)
-        for _, k in ipairs(keys) do
-            put(k, escape(k) .. "=" .. escape(auth_query[k]), "auth")
-        end
+    local query = ""
+    if auth_query or (ep and ep.query) or (target == "passthrough" and p.query) then
+        query = build_query_string(auth_query, ep and ep.query,
+                                   target == "passthrough" and p.query or nil)
     end
 
-    put_raw(ep and ep.query, "endpoint")
-    if target == "passthrough" then
-        put_raw(p.query, "client", auth_query)
-    end
-
-    local query = build_query()
     local default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
     local url = scheme .. "://" .. host .. (default_port and "" or ":" .. port)
                 .. path .. (query ~= "" and "?" .. query or "")
 
     -- body
-    local conv
-    local out, changed = nil, {}
+    local conv, out
+    local changed = {}
     local full = false
     if p.converting then
         conv = convert.get(p.client_protocol, target)

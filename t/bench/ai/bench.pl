@@ -16,6 +16,7 @@
 #
 # Knobs (environment): BENCH_THREADS (1) BENCH_CONNS (32) BENCH_DURATION (10, seconds)
 # BENCH_WARMUP (2) BENCH_ROUNDS (3) BENCH_WORKERS (1) BENCH_LAT_N (2000 requests, 200 streams)
+# BENCH_LAT_CPU (1: the CPU the latency tool and the gateways share for the c=1 runs)
 # BENCH_PIN (unset; "1" puts the gateways on CPU 1, wrk and the provider on CPU 0)
 # BENCH_SKIP (comma list of: chat, stream, latency). Every process started here is killed at
 # exit; every wrk and latency run is bounded by timeout(1).
@@ -44,6 +45,7 @@ my %K = (
     rounds   => $ENV{BENCH_ROUNDS}   // 3,
     workers  => $ENV{BENCH_WORKERS}  // 1,
     lat_n    => $ENV{BENCH_LAT_N}    // 2000,
+    lat_cpu  => $ENV{BENCH_LAT_CPU}  // 1,
     pin      => $ENV{BENCH_PIN} // '',
 );
 my ($PIN_GW, $PIN_LOAD) = $K{pin} ? (1, 0) : ();
@@ -314,23 +316,38 @@ sub interleave {
 # ---------------------------------------------------------------------------------------------
 # latency at c=1
 
-# runs latency.c against $connect; returns { measure => {p50, p90, p99, max, n} }
+# runs latency.c against $connect; returns { measure => {p50, p90, p99, max, n}, stalls => n,
+# failed => reason }. A run that fails is reported, not fatal: the other measures go on.
 sub latency_run {
-    my ($mode, $connect, $path, $body_file, $reply_file, $n) = @_;
-    my @cmd = (defined $PIN_LOAD ? ('taskset', '-c', $PIN_LOAD) : (),
+    my ($mode, $connect, $path, $body_file, $reply_file, $n, @extra) = @_;
+    my $err = "$TMP/latency-stderr.txt";
+    my @cmd = ('taskset', '-c', $K{lat_cpu},
                'timeout', '-k', '5', 300, $LATENCY_BIN, '--mode', $mode,
                '--listen', $connect->{lat_port}, '--connect', $connect->{port},
                '--path', $path, '--body', $body_file, '--reply', $reply_file,
-               '-n', $n, '--warmup', int($n / 10) + 5);
-    open my $fh, '-|', @cmd or die "latency: $!\n";
+               '-n', $n, '--warmup', int($n / 10) + 5, @extra);
+    my $pid = open my $fh, '-|' // die "fork: $!\n";
+    if (!$pid) {
+        open STDERR, '>', $err;
+        exec @cmd or _exit(127);
+    }
     local $/;
     my $out = <$fh> // '';
     close $fh;
-    die "latency ($mode via $connect->{name}) failed: exit " . ($? >> 8) . "\n$out\n" if $?;
     my %r;
     for my $line (split /\n/, $out) {
+        if ($line =~ /^stalls n=(\d+)/) {
+            $r{stalls} = $1;
+            next;
+        }
         my ($name, $rest) = $line =~ /^(\w+) (.*) us$/ or next;
         $r{$name} = { map { split /=/ } split ' ', $rest };
+    }
+    if ($?) {
+        my @e = grep { /\S/ } split /\n/, slurp($err);
+        my $stalls = grep { /stall at/ } @e;
+        $r{failed} = ($e[-1] // 'exit ' . ($? >> 8)) . ($stalls ? " ($stalls stalls)" : '');
+        print "  latency ($mode via $connect->{name}) FAILED: $r{failed}\n";
     }
     return \%r;
 }
@@ -464,20 +481,44 @@ if (!$SKIP{latency}) {
     my $n = $K{lat_n};
     my $ns = int($n / 10) || 1;
     my $direct_lat = { name => 'direct', port => $lat_port, lat_port => $lat_port };
+    # one CPU for the tool and every gateway process: each hop is a context switch, not the
+    # wake-up of an idle CPU (tens to hundreds of us on a VM, and varying run to run)
+    pin($K{lat_cpu}, $ng->{pid}, @{ $ng->{pids} }, $sluice->pid, $sluice->worker_pids,
+        $plain->pid, $plain->worker_pids);
     print "\nlatency at concurrency 1 (latency.c: one keep-alive client, provider in the same "
-        . "process, one clock; $n requests, $ns streams of $n_events events):\n";
+        . "process, one clock; $n requests, $ns streams of $n_events events; tool and gateways "
+        . "on CPU $K{lat_cpu}):\n";
     for my $t ($direct_lat, $ng, $sp, $sl) {
         my $path = $t == $direct_lat ? $CHAT : "/lat$CHAT";
         $lat{ $t->{name} }{chat} = latency_run('chat', $t, $path, "$TMP/chat-body.json",
                                                "$Bin/chat.json", $n);
+        # through a gateway each stream gets a new provider connection (--close 1; see the
+        # keep-alive check below); directly, the one connection is both ends and stays
         $lat{ $t->{name} }{stream} = latency_run('stream', $t, $path, "$TMP/stream-body.json",
-                                                 "$Bin/stream-66.sse", $ns);
+                                                 "$Bin/stream-66.sse", $ns, '--close',
+                                                 $t == $direct_lat ? 0 : 1);
         my ($c, $s) = ($lat{ $t->{name} }{chat}, $lat{ $t->{name} }{stream});
-        printf "  %-22s rtt p50 %6.1f p99 %7.1f | stream ttfb p50 %6.1f p99 %7.1f | "
-             . "per-chunk p50 %5.1f p99 %6.1f us\n", $t->{name}, $c->{rtt}{p50},
-             $c->{rtt}{p99}, $s->{ttfb}{p50}, $s->{ttfb}{p99}, $s->{gap}{p50}, $s->{gap}{p99};
+        my $v = sub { defined $_[0] ? sprintf('%7.1f', $_[0]) : '   fail' };
+        printf "  %-24s rtt p50 %s p99 %s | stream ttfb p50 %s p99 %s | per-chunk p50 %s "
+             . "p99 %s us%s\n", $t->{name}, $v->($c->{rtt}{p50}), $v->($c->{rtt}{p99}),
+             $v->($s->{ttfb}{p50}), $v->($s->{ttfb}{p99}), $v->($s->{gap}{p50}),
+             $v->($s->{gap}{p99}),
+             ($c->{stalls} || $s->{stalls})
+                 ? sprintf('  (stalls: %d chat, %d stream)', $c->{stalls} // 0,
+                           $s->{stalls} // 0) : '';
     }
-    $lat{direct} = $lat{'direct'};
+
+    # Streams on a kept-alive provider connection that answers at once: a gateway that loses
+    # the wake-up for a response head read while it was still sending the request holds the
+    # response back; each such stall costs 1 s and is counted (20 streams per gateway).
+    print "\nkeep-alive stream check (20 streams, provider connection reused, answer at once):\n";
+    for my $t ($ng, $sp, $sl) {
+        my $path = "/lat$CHAT";
+        my $r = latency_run('stream', $t, $path, "$TMP/stream-body.json", "$Bin/stream-66.sse",
+                            20, '--close', 0, '--warmup', 0);
+        $lat{ $t->{name} }{ka_stalls} = $r->{stalls} // ($r->{failed} ? 'failed' : 0);
+        printf "  %-24s stalls: %s\n", $t->{name}, $lat{ $t->{name} }{ka_stalls};
+    }
 }
 
 my ($lines, $ok) = summary();
@@ -538,22 +579,38 @@ sub summary {
             my ($label, $kind, $measure, $t, $name) = @_;
             my $v = $t->{$kind}{$measure};
             my $b = $d->{$kind}{$measure};
-            return sprintf "  %-32s %8.1f %8.1f %10.1f %10.1f", "$label, $name", $v->{p50},
-                $v->{p99}, $v->{p50} - $b->{p50}, $v->{p99} - $b->{p99};
+            return sprintf("  %-32s failed: %s", "$label, $name", $t->{$kind}{failed} // '?')
+                if !$v || !$b || !defined $v->{p50} || !defined $b->{p50};
+            return sprintf "  %-32s %8.1f %8.1f %10.1f %10.1f%s", "$label, $name", $v->{p50},
+                $v->{p99}, $v->{p50} - $b->{p50}, $v->{p99} - $b->{p99},
+                $t->{$kind}{stalls} ? "  ($t->{$kind}{stalls} stalls of 1 s, repeated)" : '';
         };
         for my $m ([ 'request rtt', 'chat', 'rtt' ], [ 'stream ttfb', 'stream', 'ttfb' ],
                    [ 'per-chunk', 'stream', 'gap' ]) {
             push @out, sprintf("  %-32s %8.1f %8.1f", "$m->[0], direct",
-                               $d->{ $m->[1] }{ $m->[2] }{p50}, $d->{ $m->[1] }{ $m->[2] }{p99});
+                               $d->{ $m->[1] }{ $m->[2] }{p50} // -1,
+                               $d->{ $m->[1] }{ $m->[2] }{p99} // -1);
             push @out, $row->(@$m, $n, 'nginx');
             push @out, $row->(@$m, $p, 'sluice, no plugin');
             push @out, $row->(@$m, $s, 'sluice ai-proxy');
         }
-        my $added = $s->{chat}{rtt}{p99} - $d->{chat}{rtt}{p99};
-        my $gap = $s->{stream}{gap}{p99} - $d->{stream}{gap}{p99};
-        push @out, sprintf("  added p99 at c=1: %.0f us (bar <= 200 us: %s); added per-chunk p99: "
-                           . "%.0f us (bar <= 100 us: %s)", $added, $bar->($added <= 200),
-                           $gap, $bar->($gap <= 100));
+        my $diff = sub {
+            my ($kind, $measure) = @_;
+            my ($v, $b) = ($s->{$kind}{$measure}, $d->{$kind}{$measure});
+            return undef if !$v || !$b || !defined $v->{p99} || !defined $b->{p99}
+                            || $s->{$kind}{stalls};
+            return $v->{p99} - $b->{p99};
+        };
+        my $added = $diff->('chat', 'rtt');
+        my $gap = $diff->('stream', 'gap');
+        my $f = sub { defined $_[0] ? sprintf('%.0f us', $_[0]) : 'not measured (failed/stalled)' };
+        push @out, sprintf("  streams held back on a reused provider connection (of 20): "
+                           . "nginx %s, sluice no plugin %s, sluice ai-proxy %s",
+                           map { $_->{ka_stalls} // '-' } $n, $p, $s);
+        push @out, sprintf("  added p99 at c=1: %s (bar <= 200 us: %s); added per-chunk p99: "
+                           . "%s (bar <= 100 us: %s)", $f->($added),
+                           $bar->(defined $added && $added <= 200), $f->($gap),
+                           $bar->(defined $gap && $gap <= 100));
     }
     if (grep { defined } values %ovh) {
         push @out, '', sprintf("  sluice_gateway_overhead_seconds, mean over the throughput runs: "

@@ -14,10 +14,14 @@
  *
  *   latency --mode chat|stream --listen PORT --connect PORT --path /v1/chat/completions
  *           --body FILE (request body) --reply FILE (chat: JSON; stream: SSE events)
- *           [-n ITERATIONS] [--warmup N]
+ *           [-n ITERATIONS] [--warmup N] [--close 1 (stream: the provider closes its
+ *           connection after each stream, so each stream starts on a new one)]
  *
- * Prints one line per measure: "<name> n=.. p50=.. p90=.. p99=.. max=.. (us)". Blocking
- * sockets with poll(); every wait has a 5 s limit (exit 1 on timeout or protocol error). */
+ * Prints one line per measure: "<name> n=.. p50=.. p90=.. p99=.. max=.. (us)", and the number
+ * of stalls (the client got nothing for STALL_MS while the provider had answered: the
+ * iteration is dropped, counted and repeated on fresh connections). Blocking sockets with
+ * poll(); every wait has a limit (exit 1 on a provider-side timeout, a protocol error or more
+ * than MAX_STALLS stalls). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -36,7 +40,9 @@
 #define MAX_UP      16
 #define BUF_SIZE    (1 << 20)
 #define WAIT_MS     5000
+#define STALL_MS    1000
 #define MAX_EVENTS  4096
+#define MAX_STALLS  50
 
 typedef struct {
     int     fd;
@@ -64,6 +70,8 @@ static int          n_ups;
 static int          listen_fd = -1;
 static int          client_fd = -1;
 static int          connect_port;
+static long         cur_iter;       /* for error messages */
+static long         cur_event;
 
 
 static void
@@ -72,7 +80,7 @@ die(const char *fmt, ...)
     va_list  ap;
 
     va_start(ap, fmt);
-    fprintf(stderr, "latency: ");
+    fprintf(stderr, "latency (iteration %ld, event %ld): ", cur_iter, cur_event);
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
@@ -402,25 +410,28 @@ resp_feed(resp_t *rs, const char *p, size_t n)
 }
 
 
-/* Reads from the client until `events` events are in (-1: the whole response); dies at the
- * deadline. */
-static void
+/* Reads from the client until `events` events are in (-1: the whole response). Returns 0, or
+ * -1 when nothing more came for STALL_MS: a stall, counted and reported by the caller (the
+ * gateway held a response back), which then starts afresh on new connections. */
+static int
 client_wait(resp_t *rs, long events)
 {
     static char    buf[65536];
     struct pollfd  pfd;
-    double         deadline = now_us() + WAIT_MS * 1000.0;
+    double         deadline = now_us() + STALL_MS * 1000.0;
     ssize_t        r;
 
     while (events >= 0 ? rs->events < events : rs->state != 6) {
         pfd.fd = client_fd;
         pfd.events = POLLIN;
         if (now_us() > deadline) {
-            die("timed out waiting at the client (status %d, %ld events)", rs->status,
-                rs->events);
+            fprintf(stderr, "latency: stall at iteration %ld, event %ld: the client got "
+                    "nothing for %d ms (status %d, %ld events)\n", cur_iter, cur_event,
+                    STALL_MS, rs->status, rs->events);
+            return -1;
         }
 
-        if (poll(&pfd, 1, WAIT_MS) <= 0) {
+        if (poll(&pfd, 1, STALL_MS) <= 0) {
             continue;
         }
 
@@ -429,8 +440,12 @@ client_wait(resp_t *rs, long events)
             die("the client connection closed (status %d)", rs->status);
         }
 
+        deadline = now_us() + STALL_MS * 1000.0;
+
         resp_feed(rs, buf, r);
     }
+
+    return 0;
 }
 
 
@@ -463,8 +478,8 @@ main(int argc, char **argv)
     const char          *body_file = NULL, *reply_file = NULL;
     char                *body, *reply, *req, *ev_start[MAX_EVENTS], *p, *q;
     size_t               body_len, reply_len, req_len, ev_len[MAX_EVENTS];
-    long                 iters = 1000, warmup = 100, n_ev = 0, i, k, n_gap = 0;
-    int                  listen_port = 0, stream, u, one = 1;
+    long                 iters = 1000, warmup = 100, n_ev = 0, i, k, n_gap = 0, stalls = 0;
+    int                  listen_port = 0, stream, u, one = 1, close_each = 0;
     struct sockaddr_in   sa;
     double              *rtt, *ttfb, *first, *gap, *reqlat, t0, t1;
     char                 head[256], *first_buf;
@@ -491,6 +506,8 @@ main(int argc, char **argv)
             iters = atol(argv[++i]);
         } else if (strcmp(argv[i], "--warmup") == 0) {
             warmup = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--close") == 0) {
+            close_each = atoi(argv[++i]);
         } else {
             die("unknown option %s", argv[i]);
         }
@@ -498,7 +515,7 @@ main(int argc, char **argv)
 
     if (!listen_port || !connect_port || !body_file || !reply_file || iters <= 0) {
         die("usage: latency --mode chat|stream --listen PORT --connect PORT --body FILE "
-            "--reply FILE [--path P] [-n N] [--warmup N]");
+            "--reply FILE [--path P] [-n N] [--warmup N] [--close 0|1]");
     }
 
     stream = strcmp(mode, "stream") == 0;
@@ -554,6 +571,8 @@ main(int argc, char **argv)
     client_connect();
 
     for (i = -warmup; i < iters; i++) {
+        cur_iter = i;
+        cur_event = 0;
         resp_reset(&rs);
         t0 = now_us();
         write_all(client_fd, req, req_len);
@@ -568,7 +587,10 @@ main(int argc, char **argv)
                         "X-Request-Id: bench\r\nContent-Length: %zu\r\n\r\n", reply_len);
             write_all(ups[u].fd, head, k);
             write_all(ups[u].fd, reply, reply_len);
-            client_wait(&rs, -1);
+            if (client_wait(&rs, -1) != 0) {
+                goto stalled;
+            }
+
             if (i >= 0) {
                 rtt[i] = now_us() - t0;
             }
@@ -576,27 +598,42 @@ main(int argc, char **argv)
         } else {
             t1 = now_us();
             k = sprintf(head, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                        "X-Request-Id: bench\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        "X-Request-Id: bench\r\nTransfer-Encoding: chunked\r\n%s\r\n",
+                        close_each ? "Connection: close\r\n" : "");
             memcpy(first_buf, head, k);
             memcpy(first_buf + k, ev_start[0], ev_len[0]);
             write_all(ups[u].fd, first_buf, k + ev_len[0]);
-            client_wait(&rs, 1);
+            if (client_wait(&rs, 1) != 0) {
+                goto stalled;
+            }
+
             if (i >= 0) {
                 ttfb[i] = now_us() - t0;
                 first[i] = now_us() - t1;
             }
 
             for (k = 1; k < n_ev; k++) {
+                cur_event = k;
                 t1 = now_us();
                 write_all(ups[u].fd, ev_start[k], ev_len[k]);
-                client_wait(&rs, k + 1);
+                if (client_wait(&rs, k + 1) != 0) {
+                    goto stalled;
+                }
+
                 if (i >= 0) {
                     gap[n_gap++] = now_us() - t1;
                 }
             }
 
             write_all(ups[u].fd, "0\r\n\r\n", 5);
-            client_wait(&rs, -1);
+            if (close_each) {
+                up_close(u);
+            }
+
+            if (client_wait(&rs, -1) != 0) {
+                goto stalled;
+            }
+
             if (i >= 0) {
                 rtt[i] = now_us() - t0;
             }
@@ -605,8 +642,27 @@ main(int argc, char **argv)
         if (rs.status != 200) {
             die("status %d from port %d", rs.status, connect_port);
         }
+
+        continue;
+
+    stalled:
+        /* not measured: start again on fresh connections, the iteration is repeated */
+        stalls++;
+        if (stalls > MAX_STALLS) {
+            die("%ld stalls: giving up", stalls);
+        }
+
+        close(client_fd);
+        while (n_ups > 0) {
+            up_close(n_ups - 1);
+        }
+
+        client_connect();
+        i--;
     }
 
+    printf("stalls n=%ld (responses the gateway held back for %d ms; repeated)\n", stalls,
+           STALL_MS);
     report("request", reqlat, iters);
     report("rtt", rtt, iters);
     if (stream) {
