@@ -15,81 +15,9 @@ my $sluice = start_sluice(
                                 nodes => { '127.0.0.1:' . $llm->port => 1 } } } ],
 );
 
-sub client {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
-                                  Proto => 'tcp', Timeout => 3) or die "connect: $@";
-    binmode $s;
-    return { sock => $s, buf => '' };
-}
+use Sluice::RawClient qw(fill read_resp send_bytes closed_by_server);
 
-sub fill {
-    my ($c, $deadline) = @_;
-    my $left = $deadline - time;
-    return 0 if $left <= 0 || !IO::Select->new($c->{sock})->can_read($left);
-    my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
-    return $n ? $n : 0;
-}
-
-# reads one response; $head_only for HEAD
-sub read_resp {
-    my ($c, $head_only, $timeout) = @_;
-    my $deadline = time + ($timeout // 5);
-    my $end;
-    while (($end = index $c->{buf}, "\r\n\r\n") < 0) {
-        fill($c, $deadline) or return { status => 0, error => 'no head', raw => $c->{buf} };
-    }
-    my $head = substr($c->{buf}, 0, $end + 4, '');
-    my ($version, $status) = $head =~ m{\AHTTP/(1\.[01]) (\d{3})};
-    my %h;
-    for my $line (split /\r\n/, $head) {
-        my ($k, $v) = $line =~ /\A([^:]+):\s*(.*)\z/ or next;
-        $h{lc $k} = $v;
-    }
-    my $r = { status => $status, version => $version, headers => \%h, body => '' };
-    return $r if $head_only || $status == 204 || $status == 304;
-    if (($h{'transfer-encoding'} // '') =~ /chunked/) {
-        while (1) {
-            until ($c->{buf} =~ /\r\n/) { fill($c, $deadline) or return $r }
-            $c->{buf} =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n// or return $r;
-            my $size = hex $1;
-            if ($size == 0) {
-                until ($c->{buf} =~ /\A(?:[^\r\n]+\r\n)*\r\n/) { fill($c, $deadline) or return $r }
-                $c->{buf} =~ s/\A(?:[^\r\n]+\r\n)*\r\n//;
-                last;
-            }
-            while (length $c->{buf} < $size + 2) { fill($c, $deadline) or return $r }
-            $r->{body} .= substr($c->{buf}, 0, $size + 2, '');
-            chop $r->{body}; chop $r->{body};
-        }
-    }
-    elsif (defined $h{'content-length'}) {
-        while (length $c->{buf} < $h{'content-length'}) { fill($c, $deadline) or return $r }
-        $r->{body} = substr($c->{buf}, 0, $h{'content-length'}, '');
-    }
-    else {
-        1 while fill($c, $deadline);
-        $r->{body} = $c->{buf};
-        $c->{buf} = '';
-    }
-    $r->{json} = eval { decode_json($r->{body}) };
-    return $r;
-}
-
-sub send_bytes { my ($c, $b) = @_; syswrite($c->{sock}, $b) == length $b or die "write: $!" }
-
-# true when the server closes within $wait seconds (and sends nothing more)
-sub closed_by_server {
-    my ($c, $wait) = @_;
-    my $deadline = time + $wait;
-    my $before = length $c->{buf};
-    while (time < $deadline) {
-        my $left = $deadline - time;
-        return 0 if !IO::Select->new($c->{sock})->can_read($left);
-        my $n = sysread($c->{sock}, $c->{buf}, 65536, length $c->{buf});
-        return length $c->{buf} == $before if !$n;
-    }
-    return 0;
-}
+sub client { Sluice::RawClient::connect_to($sluice->port) }
 
 subtest '100 Continue before the body, then the response' => sub {
     $llm->clear;
