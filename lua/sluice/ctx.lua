@@ -144,12 +144,37 @@ local var_mt = {
 }
 
 
+-- Host header -> lowercased host without port; few distinct values, so cached (bounded)
+local host_cache, host_cache_n = {}, 0
+
+
+local function norm_host(host)
+    if not host then
+        return ""
+    end
+
+    local h = host_cache[host]
+    if h then
+        return h
+    end
+
+    h = lower((host:gsub(":%d+$", "")))
+    if host_cache_n >= 1024 then
+        host_cache, host_cache_n = {}, 0
+    end
+
+    host_cache[host] = h
+    host_cache_n = host_cache_n + 1
+    return h
+end
+
+
 function _M.new(method, path, query, host, remote_addr)
     local ctx = {
         _method = method,
         _path = path,
         _query = query,
-        _host = host and lower((host:gsub(":%d+$", ""))) or "",
+        _host = norm_host(host),
         _remote_addr = remote_addr,
     }
     ctx.var = setmetatable({ _ctx = ctx }, var_mt)

@@ -97,6 +97,9 @@ local function set_upstream_vars(ctx)
 end
 
 
+local proxy_opts = {}
+
+
 -- sends the request to the plugin's target or the route's upstream; returns status or
 -- nil, err, gateway_status
 local function proxy(ctx, route_up)
@@ -147,15 +150,16 @@ local function proxy(ctx, route_up)
         end
 
         ctx.var.upstream_addr = node.addr
-        local status, perr, code = upstream.proxy({
-            url = scheme .. "://" .. node.addr .. uri,
-            addr = node.addr,
-            host = host,
-            connect_timeout = timeout.connect,
-            send_timeout = timeout.send,
-            read_timeout = timeout.read,
-            ssl_verify = not (route_up.tls and route_up.tls.verify == false),
-        })
+        -- C reads the options before it yields: one table serves every request
+        local o = proxy_opts
+        o.url = scheme .. "://" .. node.addr .. uri
+        o.addr = node.addr
+        o.host = host
+        o.connect_timeout = timeout.connect
+        o.send_timeout = timeout.send
+        o.read_timeout = timeout.read
+        o.ssl_verify = not (route_up.tls and route_up.tls.verify == false)
+        local status, perr, code = upstream.proxy(o)
         if status or code ~= 502 then
             return status, perr, code
         end
