@@ -310,5 +310,6 @@ sl_req_client_gone(sl_req_t *r)
         sl_upstream_on_client_gone(r);
     }
 
-    sl_lua_on_client_gone(r);
+    /* other waits (sleep, pdk.http) run their course; later writes to the client are
+     * dropped and the log phase still runs */
 }

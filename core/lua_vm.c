@@ -213,15 +213,6 @@ sl_lua_run_request(sl_req_t *r)
 }
 
 
-void
-sl_lua_on_client_gone(sl_req_t *r)
-{
-    /* the proxy transfer, when there is one, wakes the coroutine as it ends; other waits
-     * (sleep, pdk.http) run their course and later writes are dropped */
-    SL_UNUSED(r);
-}
-
-
 /* ---- sluice.core ---- */
 
 static int

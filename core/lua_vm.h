@@ -46,11 +46,8 @@ void sl_lua_close(lua_State *L);
 /* Runs a request through sluice.init (http, admin or metrics entry by r->kind). */
 void sl_lua_run_request(sl_req_t *r);
 
-/* The client of r left. */
-void sl_lua_on_client_gone(sl_req_t *r);
-
-/* A coroutine running the function on top of the main stack with nargs arguments below...
- * Specifically: pops fn and nargs args from the main state, starts it. req may be NULL. */
+/* Pops a function and its nargs arguments from L and runs them in a coroutine (a reused
+ * one when there is one); req, when not NULL, is retained until the coroutine ends. */
 void sl_co_spawn(lua_State *L, int nargs, sl_req_t *req);
 
 /* The C-managed coroutine L is, or NULL when L is a coroutine Lua code created itself

@@ -334,7 +334,6 @@ check_done(sl_upstream_t *up)
     CURLMsg        *msg;
     int             left, result;
     sl_transfer_t  *t;
-    long            connect_code = 0;
 
     while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE) {
@@ -359,7 +358,6 @@ check_done(sl_upstream_t *up)
             break;
 
         default:
-            curl_easy_getinfo(t->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
             result = 502;
             t->error = t->errbuf[0] ? t->errbuf : curl_easy_strerror(msg->data.result);
             break;

@@ -4,6 +4,7 @@
 # never served) and nothing goes upstream.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Time::HiRes qw(time);
+use Sluice::RawClient ();
 use Sluice::Test qw(start_sluice start_mock_llm raw_http decode_json);
 
 my $llm = start_mock_llm();
@@ -12,25 +13,7 @@ my $sluice = start_sluice(routes => [
       upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } } },
 ]);
 
-sub exchange {
-    my ($bytes, $wait) = @_;
-    $wait //= 2;
-    my $t0 = time;
-    my $raw = raw_http($sluice, $bytes, timeout => $wait);
-    my %r = (raw => $raw, closed => time - $t0 < $wait - 0.3, status => 0, headers => {});
-    if ($raw =~ /\AHTTP\/1\.[01] (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n/s) {
-        $r{status} = $1;
-        for my $line (split /\r\n/, $2) {
-            my ($k, $v) = split /:\s*/, $line, 2;
-            $r{headers}{lc $k} = $v;
-        }
-        my $rest = substr($raw, $+[0]);
-        $r{body} = substr($rest, 0, $r{headers}{'content-length'} // length $rest);
-        $r{json} = eval { decode_json($r{body}) };
-        $r{responses} = () = $raw =~ /^HTTP\/1\.[01] \d{3}/mg;
-    }
-    return \%r;
-}
+sub exchange { Sluice::RawClient::exchange($sluice, $_[0], $_[1] // 2) }
 
 my $next = "GET /echo/next HTTP/1.1\r\nHost: x\r\n\r\n";
 

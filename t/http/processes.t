@@ -88,24 +88,9 @@ subtest 'port in use: exit non-zero with a reason' => sub {
     like $sluice->stderr, qr/in use|bind/i, 'says the address is in use';
 };
 
-sub start_slow_request {
-    my ($sluice, $path) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
-                                  Proto => 'tcp', Timeout => 3) or die "connect: $@";
-    syswrite $s, "GET $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    return $s;
-}
+sub start_slow_request { Sluice::RawClient::send_get($_[0]->port, $_[1]) }
 
-sub read_all {
-    my ($s, $max) = @_;
-    my ($buf, $deadline) = ('', time + $max);
-    my $sel = IO::Select->new($s);
-    while (time < $deadline) {
-        last if !$sel->can_read($deadline - time);
-        sysread($s, $buf, 65536, length $buf) or last;
-    }
-    return $buf;
-}
+use Sluice::RawClient qw(read_all);
 
 subtest 'SIGQUIT drains an in-flight request, then exits 0' => sub {
     my $sluice = start_sluice(workers => 2, routes => $routes);

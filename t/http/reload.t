@@ -39,23 +39,9 @@ my $sluice = start_sluice(workers => 2, routes => [$route, $counter],
 
 sub version { http_req($sluice, 'GET', '/echo/v', timeout => 3)->{headers}{'x-version'} // '' }
 
-sub slow_request {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $sluice->port,
-                                  Proto => 'tcp', Timeout => 3) or die "connect: $@";
-    syswrite $s, "GET /echo/slow?mock_delay_ms=800 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    return $s;
-}
+sub slow_request { Sluice::RawClient::send_get($sluice->port, '/echo/slow?mock_delay_ms=800') }
 
-sub read_all {
-    my ($s, $max) = @_;
-    my ($buf, $deadline) = ('', time + $max);
-    my $sel = IO::Select->new($s);
-    while (time < $deadline) {
-        last if !$sel->can_read($deadline - time);
-        sysread($s, $buf, 65536, length $buf) or last;
-    }
-    return $buf;
-}
+use Sluice::RawClient qw(read_all);
 
 subtest 'plugin edited on disk: old behaviour until reload, new after' => sub {
     is version(), '1', 'X-Version: 1';

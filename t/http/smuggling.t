@@ -4,6 +4,7 @@
 # reaches the upstream.
 use strict; use warnings; use lib 't/lib'; use Test::More;
 use Time::HiRes qw(time);
+use Sluice::RawClient ();
 use Sluice::Test qw(start_sluice start_mock_llm raw_http decode_json);
 
 my $llm = start_mock_llm();
@@ -14,27 +15,7 @@ my $sluice = start_sluice(routes => [
 
 # Sends $bytes on a new connection; returns the first response parsed, plus whether the
 # server closed the connection (rather than us giving up after $wait seconds).
-sub exchange {
-    my ($bytes, $wait) = @_;
-    $wait //= 2;
-    my $t0 = time;
-    my $raw = raw_http($sluice, $bytes, timeout => $wait);
-    my $closed = time - $t0 < $wait - 0.3;
-    my %r = (raw => $raw, closed => $closed, status => 0, headers => {});
-    if ($raw =~ /\AHTTP\/1\.[01] (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n/s) {
-        $r{status} = $1;
-        for my $line (split /\r\n/, $2) {
-            my ($k, $v) = split /:\s*/, $line, 2;
-            $r{headers}{lc $k} = $v;
-        }
-        my $rest = substr($raw, $+[0]);
-        my $len = $r{headers}{'content-length'} // length $rest;
-        $r{body} = substr($rest, 0, $len);
-        $r{json} = eval { decode_json($r{body}) };
-        $r{responses} = () = $raw =~ /^HTTP\/1\.[01] \d{3}/mg;
-    }
-    return \%r;
-}
+sub exchange { Sluice::RawClient::exchange($sluice, $_[0], $_[1] // 2) }
 
 sub refused {
     my ($bytes, $status, $name) = @_;

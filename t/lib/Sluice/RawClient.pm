@@ -3,15 +3,18 @@ package Sluice::RawClient;
 # keep-alive, pipelining, chunked bodies, Expect, timeouts. connect_to($port) -> $c;
 # send_bytes($c, $bytes); read_resp($c, $head_only, $timeout) -> {status, version, headers,
 # body, ...}; closed_by_server($c, $timeout). Every read has a deadline.
+# exchange($sluice, $bytes, $wait): one request's raw bytes on a fresh connection ->
+# {raw, closed, status, headers, body, json, responses}.
 use strict;
 use warnings;
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(time);
 use Exporter 'import';
-use Sluice::Test qw(decode_json);
+use Sluice::Test qw(decode_json raw_http);
 
-our @EXPORT_OK = qw(connect_to fill read_resp send_bytes closed_by_server);
+our @EXPORT_OK = qw(connect_to fill read_resp send_bytes closed_by_server exchange
+                    send_get read_all);
 
 sub connect_to {
     my ($port) = @_;
@@ -88,6 +91,49 @@ sub closed_by_server {
         return length $c->{buf} == $before if !$n;
     }
     return 0;
+}
+
+# raw bytes in, the parsed answer out; closed: the server hung up before $wait ran out
+sub exchange {
+    my ($sluice, $bytes, $wait) = @_;
+    $wait //= 2;
+    my $t0 = time;
+    my $raw = raw_http($sluice, $bytes, timeout => $wait);
+    my %r = (raw => $raw, closed => time - $t0 < $wait - 0.3, status => 0, headers => {});
+    if ($raw =~ /\AHTTP\/1\.[01] (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n/s) {
+        $r{status} = $1;
+        for my $line (split /\r\n/, $2) {
+            my ($k, $v) = split /:\s*/, $line, 2;
+            $r{headers}{lc $k} = $v;
+        }
+        my $rest = substr($raw, $+[0]);
+        $r{body} = substr($rest, 0, $r{headers}{'content-length'} // length $rest);
+        $r{json} = eval { decode_json($r{body}) };
+        $r{responses} = () = $raw =~ /^HTTP\/1\.[01] \d{3}/mg;
+    }
+    return \%r;
+}
+
+# send_get($port, $path): a GET with Connection: close on a fresh socket, not read yet
+sub send_get {
+    my ($port, $path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 3) or die "connect: $@";
+    syswrite $s, "GET $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    return $s;
+}
+
+
+# read_all($sock, $max_seconds): everything until the server closes or the time is up
+sub read_all {
+    my ($s, $max) = @_;
+    my ($buf, $deadline) = ('', time + $max);
+    my $sel = IO::Select->new($s);
+    while (time < $deadline) {
+        last if !$sel->can_read($deadline - time);
+        sysread($s, $buf, 65536, length $buf) or last;
+    }
+    return $buf;
 }
 
 1;
