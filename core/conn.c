@@ -2,7 +2,14 @@
  * request is served, further (pipelined) input waits in the input buffer, capped by a read
  * watermark so a client cannot make us buffer without bound. Timeouts: header (first
  * request), keep-alive idle (between requests), body (while reading it), send (every write).
- * A connection is freed on the next loop turn, never inside its own callback. */
+ * A connection is freed on the next loop turn, never inside its own callback.
+ *
+ * Writes on plain connections are lazy: the bufferevent's EV_WRITE stays disabled, bytes
+ * queued in its output mark the connection dirty, and the end of the loop turn (on_flush)
+ * writes them straight to the socket, all that a turn produced in one writev. Only what the
+ * socket does not take enables EV_WRITE (and the send timeout) until it drains. A response
+ * that fits the socket buffer thus costs no epoll_ctl at all, where a bufferevent that is
+ * always write-enabled costs two per response (arm EPOLLOUT, disarm it). */
 #include "conn.h"
 
 #include <arpa/inet.h>
@@ -21,6 +28,69 @@
 
 static sl_conn_t  **conns;
 static size_t       nconns_cap;
+
+static sl_conn_t     *dirty;            /* outputs to write at the end of this loop turn */
+static struct event  *flush_ev;
+
+
+static void on_write(struct bufferevent *bev, void *arg);
+
+
+static void
+undirty(sl_conn_t *c)
+{
+    sl_conn_t  **p;
+
+    for (p = &dirty; *p != NULL; p = &(*p)->next_dirty) {
+        if (*p == c) {
+            *p = c->next_dirty;
+            break;
+        }
+    }
+
+    c->dirty = 0;
+    c->next_dirty = NULL;
+}
+
+
+static void
+on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    sl_conn_t  *c;
+
+    while ((c = dirty) != NULL) {
+        dirty = c->next_dirty;
+        c->next_dirty = NULL;
+        c->dirty = 0;
+        sl_conn_flush(c);
+        if (!c->closed && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+            on_write(c->bev, c);        /* what libevent would call after the write */
+        }
+    }
+}
+
+
+/* bytes were queued on a plain connection's output: write them this loop turn */
+static void
+on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    sl_conn_t  *c = arg;
+
+    if (info->n_added == 0 || c->dirty || c->closed
+        || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+    {
+        return;
+    }
+
+    c->dirty = 1;
+    c->next_dirty = dirty;
+    dirty = c;
+    if (flush_ev == NULL) {
+        flush_ev = event_new(sl_worker->base, -1, 0, on_flush, NULL);
+    }
+
+    event_active(flush_ev, EV_TIMEOUT, 0);
+}
 
 
 static void
@@ -76,6 +146,9 @@ sl_conn_close(sl_conn_t *c)
 
     c->closed = 1;
     untrack(c);
+    if (c->dirty) {
+        undirty(c);
+    }
 
     r = c->req;
     c->req = NULL;
@@ -137,6 +210,10 @@ on_write(struct bufferevent *bev, void *arg)
     sl_conn_t  *c = arg;
 
     sl_worker_update_time();
+
+    if (!c->ssl && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        bufferevent_disable(bev, EV_WRITE);     /* back to lazy writes */
+    }
 
     /* the output fell to the low-water mark */
     if (c->req != NULL && c->req->waiting_drain) {
@@ -296,7 +373,14 @@ sl_conn_accept(int fd, const struct sockaddr *sa, int kind, int ssl)
     bufferevent_setwatermark(c->bev, EV_READ, 0,
                              sl_worker->conf->client_header_buffer_size + 65536);
     sl_conn_set_timeouts(c, sl_worker->conf->client_header_timeout);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (ssl) {
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    } else {
+        /* a new bufferevent starts write-enabled: lazy writes want it off */
+        bufferevent_disable(c->bev, EV_WRITE);
+        evbuffer_add_cb(bufferevent_get_output(c->bev), on_output, c);
+        bufferevent_enable(c->bev, EV_READ);
+    }
 }
 
 
@@ -335,14 +419,28 @@ void
 sl_conn_flush(sl_conn_t *c)
 {
     struct evbuffer  *out;
+    int               n;
 
-    if (c == NULL || c->closed || c->ssl) {
+    if (c == NULL || c->closed || c->ssl
+        || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+    {
         return;
     }
 
     out = bufferevent_get_output(c->bev);
-    if (evbuffer_get_length(out) > 0) {
-        (void) evbuffer_write(out, c->fd);
+    if (evbuffer_get_length(out) == 0) {
+        return;
+    }
+
+    /* a bufferevent keeps the start of its output frozen: only its own write callback may
+     * drain it. Thawed for this write, as that callback does */
+    evbuffer_unfreeze(out, 1);
+    n = evbuffer_write(out, c->fd);
+    evbuffer_freeze(out, 1);
+    if (n < 0 || evbuffer_get_length(out) > 0) {
+        /* the socket is full (or failed): libevent takes over, with the send timeout, and
+         * reports a failure through on_event */
+        bufferevent_enable(c->bev, EV_WRITE);
     }
 }
 

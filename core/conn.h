@@ -24,6 +24,8 @@ typedef struct sl_conn_s {
     struct event        *next_ev;       /* deferred start of the next pipelined request */
     struct event        *head_ev;       /* deadline for the whole request head */
     size_t               head_scanned;  /* head bytes seen without a line end yet */
+    struct sl_conn_s    *next_dirty;    /* on the list of outputs to write this loop turn */
+    unsigned             dirty:1;
     unsigned             closing:1;     /* close once the output is written */
     unsigned             closed:1;      /* bufferevent gone; waiting for the deferred free */
 } sl_conn_t;
@@ -48,7 +50,8 @@ void sl_conn_head_deadline(sl_conn_t *c, int on);
 void sl_conn_close_idle(void);
 
 /* Writes what is queued straight to the socket (plain connections), so a response is on its
- * way before the log phase runs. */
+ * way before the log phase runs; what the socket does not take is left to libevent. Queued
+ * bytes are also written at the end of the loop turn without this call (see conn.c). */
 void sl_conn_flush(sl_conn_t *c);
 
 #endif

@@ -52,46 +52,6 @@ opt_bool(lua_State *L, int idx, const char *key, int dflt)
 
 
 static void
-set_method(sl_transfer_t *t, const char *m, size_t mlen, const char *body, size_t blen,
-           int has_body)
-{
-    CURL  *easy = t->easy;
-
-    if (mlen == 3 && memcmp(m, "GET", 3) == 0 && !has_body) {
-        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-        return;
-    }
-
-    if (mlen == 4 && memcmp(m, "HEAD", 4) == 0) {
-        curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-        return;
-    }
-
-    if (has_body || (mlen == 4 && memcmp(m, "POST", 4) == 0)) {
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body ? body : "");
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) blen);
-        t->body_len = (curl_off_t) blen;
-    }
-
-    if (!(mlen == 4 && memcmp(m, "POST", 4) == 0)) {
-        char  buf[64];
-        snprintf(buf, sizeof(buf), "%.*s", (int) sl_min(mlen, 60), m);
-        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, buf);
-    }
-}
-
-
-static void
-set_tls(CURL *easy, int verify)
-{
-    if (!verify) {
-        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-}
-
-
-static void
 set_timeouts(lua_State *L, int idx, sl_transfer_t *t)
 {
     double  all = opt_num(L, idx, "timeout", -1);
@@ -106,27 +66,12 @@ set_timeouts(lua_State *L, int idx, sl_transfer_t *t)
 }
 
 
-/* "Name: value" without truncation: a stack buffer for the usual sizes */
+/* a header from Lua: copied, the strings may be collected while the transfer runs */
 static void
-add_header(sl_transfer_t *t, const char *name, size_t nlen, const char *value, size_t vlen)
+add_lua_header(sl_transfer_t *t, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-    char    buf[1024], *line = buf;
-    size_t  need = nlen + vlen + 3;
-
-    if (need > sizeof(buf)) {
-        line = sl_xmalloc(need);
-    }
-
-    memcpy(line, name, nlen);
-    line[nlen] = ':';
-    line[nlen + 1] = ' ';
-    memcpy(line + nlen + 2, value, vlen);
-    line[nlen + 2 + vlen] = '\0';
-    sl_transfer_add_header(t, line);
-
-    if (line != buf) {
-        free(line);
-    }
+    sl_transfer_add_header(t, sl_pool_strndup(t->pool, name, nlen), nlen,
+                           sl_pool_strndup(t->pool, value, vlen), vlen);
 }
 
 
@@ -398,7 +343,8 @@ l_proxy(lua_State *L)
     size_t           i, mlen, blen = 0, len;
     const sl_hdr_t  *h, *xff, *conn_hdr;
     char             line[8192];
-    int              has_ct = 0, has_accept = 0, has_body;
+    size_t           url_len;
+    int              has_body;
 
     if (r == NULL || co == NULL || co->req != r) {
         return luaL_error(L, "proxy() must be called from the request's own coroutine");
@@ -419,8 +365,8 @@ l_proxy(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "url");
-    url = luaL_checkstring(L, -1);
-    lua_pop(L, 1);
+    url = luaL_checklstring(L, -1, &url_len);
+    lua_pop(L, 1);          /* still referenced by the options table until start returns */
 
     t = sl_transfer_new(sl_worker->upstream);
     r->up = t;
@@ -430,22 +376,15 @@ l_proxy(lua_State *L)
     t->on_done = on_proxy_done;
     set_timeouts(L, 1, t);
 
-    curl_easy_setopt(t->easy, CURLOPT_URL, url);
+    t->url.data = url;
+    t->url.len = url_len;
     snprintf(r->up_addr, sizeof(r->up_addr), "%s", url);
-    set_tls(t->easy, opt_bool(L, 1, "ssl_verify", 1));
-    if (!opt_bool(L, 1, "keepalive", 1)) {
-        curl_easy_setopt(t->easy, CURLOPT_FORBID_REUSE, 1L);
-    }
-
-    if (opt_num(L, 1, "keepalive_timeout", 0) > 0) {
-        curl_easy_setopt(t->easy, CURLOPT_MAXAGE_CONN,
-                         (long) sl_max(1, opt_num(L, 1, "keepalive_timeout", 0)));
-    }
-
+    t->ssl_verify = opt_bool(L, 1, "ssl_verify", 1);
+    t->keepalive = opt_bool(L, 1, "keepalive", 1);
+    t->keepalive_timeout = opt_num(L, 1, "keepalive_timeout", 0);
     /* the whole transfer, streams included (ai-proxy's max_stream_duration_ms) */
-    if (opt_num(L, 1, "max_time", 0) > 0) {
-        curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long) (opt_num(L, 1, "max_time", 0) * 1000));
-    }
+    t->max_time = opt_num(L, 1, "max_time", 0);
+    t->http2 = opt_bool(L, 1, "http2", 0);
 
     lua_getfield(L, 1, "addr");
     if (lua_isstring(L, -1)) {
@@ -480,31 +419,17 @@ l_proxy(lua_State *L)
             }
         }
 
-        if (sl_hdr_is(&h->name, "content-type", 12)) {
-            has_ct = 1;
-        }
-
-        if (sl_hdr_is(&h->name, "accept", 6)) {
-            has_accept = 1;
-        }
-
-        add_header(t, h->name.data, h->name.len, h->value.data, h->value.len);
+        /* the request's own fields live as long as the request, which outlives t */
+        sl_transfer_add_header(t, h->name.data, h->name.len, h->value.data, h->value.len);
     }
 
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-                const char *n = lua_tostring(L, -2), *v = lua_tostring(L, -1);
-                if (strcasecmp(n, "content-type") == 0) {
-                    has_ct = 1;
-                }
-
-                if (strcasecmp(n, "accept") == 0) {
-                    has_accept = 1;
-                }
-
-                add_header(t, n, strlen(n), v, strlen(v));
+                size_t      nl, vl;
+                const char *n = lua_tolstring(L, -2, &nl), *v = lua_tolstring(L, -1, &vl);
+                add_lua_header(t, n, nl, v, vl);
             }
 
             lua_pop(L, 1);
@@ -515,36 +440,35 @@ l_proxy(lua_State *L)
 
     xff = sl_hdrs_find(&r->headers, "x-forwarded-for", 15);
     if (xff != NULL) {
-        snprintf(line, sizeof(line), "X-Forwarded-For: %.*s, %s",
-                 (int) sl_min(xff->value.len, 4096), xff->value.data, r->remote_addr);
+        len = (size_t) snprintf(line, sizeof(line), "%.*s, %s",
+                                (int) sl_min(xff->value.len, 4096), xff->value.data,
+                                r->remote_addr);
+        add_lua_header(t, "X-Forwarded-For", 15, line, sl_min(len, sizeof(line) - 1));
     } else {
-        snprintf(line, sizeof(line), "X-Forwarded-For: %s", r->remote_addr);
+        sl_transfer_add_header(t, "X-Forwarded-For", 15, r->remote_addr,
+                               strlen(r->remote_addr));
     }
 
-    sl_transfer_add_header(t, line);
-    snprintf(line, sizeof(line), "X-Real-IP: %s", r->remote_addr);
-    sl_transfer_add_header(t, line);
-    snprintf(line, sizeof(line), "X-Forwarded-Proto: %s", r->ssl ? "https" : "http");
-    sl_transfer_add_header(t, line);
+    sl_transfer_add_header(t, "X-Real-IP", 9, r->remote_addr, strlen(r->remote_addr));
+    if (r->ssl) {
+        sl_transfer_add_header(t, "X-Forwarded-Proto", 17, "https", 5);
+    } else {
+        sl_transfer_add_header(t, "X-Forwarded-Proto", 17, "http", 4);
+    }
+
     if (r->head.host.len > 0) {
-        snprintf(line, sizeof(line), "X-Forwarded-Host: %.*s",
-                 (int) sl_min(r->head.host.len, 1024), r->head.host.data);
-        sl_transfer_add_header(t, line);
+        sl_transfer_add_header(t, "X-Forwarded-Host", 16, r->head.host.data,
+                               sl_min(r->head.host.len, 1024));
     }
 
     lua_getfield(L, 1, "host");
-    host = lua_tostring(L, -1);
+    host = lua_tolstring(L, -1, &len);
     if (host != NULL) {
-        snprintf(line, sizeof(line), "Host: %s", host);
-        sl_transfer_add_header(t, line);
+        t->host.data = sl_pool_strndup(t->pool, host, len);
+        t->host.len = len;
     }
 
     lua_pop(L, 1);
-
-    sl_transfer_add_header(t, "Expect:");
-    if (!has_accept) {
-        sl_transfer_add_header(t, "Accept:");
-    }
 
     /* body: a replacement from Lua (kept alive in the pool) or the client's */
     lua_getfield(L, 1, "body");
@@ -561,26 +485,22 @@ l_proxy(lua_State *L)
     }
 
     lua_pop(L, 1);
-
-    if (has_body && !has_ct) {
-        sl_transfer_add_header(t, "Content-Type:");
-    }
+    t->body = body;
+    t->body_len = blen;
+    t->has_body = has_body;
 
     lua_getfield(L, 1, "method");
     method = lua_tolstring(L, -1, &mlen);
     if (method == NULL) {
         method = r->head.method.data;
         mlen = r->head.method.len;
+    } else {
+        method = sl_pool_strndup(t->pool, method, mlen);
     }
 
-    set_method(t, method, mlen, body, blen, has_body);
     lua_pop(L, 1);
-
-    if (opt_bool(L, 1, "http2", 0)) {
-        curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-    } else if (strncmp(url, "https:", 6) != 0) {
-        curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-    }
+    t->method.data = method;
+    t->method.len = mlen;
 
     r->up_start = sl_worker_now();
     if (sl_transfer_start(t, &err) != SL_OK) {
@@ -683,13 +603,13 @@ static int
 l_info(lua_State *L)
 {
     sl_req_t  *r = sl_lua_current_req();
-    double     ct = 0;
+    double     ct;
 
     if (r == NULL || r->up == NULL) {
         return 0;
     }
 
-    curl_easy_getinfo(r->up->easy, CURLINFO_CONNECT_TIME, &ct);
+    ct = r->up->connect_time;
     lua_pushstring(L, r->up_addr);
     lua_pushinteger(L, r->up_status);
     lua_pushnumber(L, r->up_header_time > 0 ? (r->up_header_time - r->up_start) * 1000 : -1);
@@ -840,13 +760,11 @@ static int
 start_http(lua_State *L, int idx, http_wait_t *w, int i, const char **err)
 {
     sl_transfer_t  *t;
-    const char     *url, *method, *body = NULL;
-    size_t          mlen = 3, blen = 0;
-    char            line[8192];
-    int             has_ct = 0;
+    const char     *url, *method, *body;
+    size_t          len;
 
     lua_getfield(L, idx, "url");
-    url = lua_tostring(L, -1);
+    url = lua_tolstring(L, -1, &len);
     if (url == NULL) {
         lua_pop(L, 1);
         *err = "url is required";
@@ -860,24 +778,21 @@ start_http(lua_State *L, int idx, http_wait_t *w, int i, const char **err)
     t->on_headers = on_http_headers;
     t->on_body = on_http_body;
     t->on_done = on_http_done;
-    curl_easy_setopt(t->easy, CURLOPT_URL, url);
+    t->url.data = sl_pool_strndup(t->pool, url, len);
+    t->url.len = len;
     lua_pop(L, 1);
 
     set_timeouts(L, idx, t);
-    set_tls(t->easy, opt_bool(L, idx, "ssl_verify", 1));
+    t->ssl_verify = opt_bool(L, idx, "ssl_verify", 1);
 
     lua_getfield(L, idx, "headers");
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
-                if (strcasecmp(lua_tostring(L, -2), "content-type") == 0) {
-                    has_ct = 1;
-                }
-
-                size_t  nl, vl;
+                size_t      nl, vl;
                 const char *n = lua_tolstring(L, -2, &nl), *v = lua_tolstring(L, -1, &vl);
-                add_header(t, n, nl, v, vl);
+                add_lua_header(t, n, nl, v, vl);
             }
 
             lua_pop(L, 1);
@@ -888,37 +803,23 @@ start_http(lua_State *L, int idx, http_wait_t *w, int i, const char **err)
 
     lua_getfield(L, idx, "body");
     if (lua_isstring(L, -1)) {
-        body = lua_tolstring(L, -1, &blen);
-        /* curl copies it: the Lua string may be collected while we wait */
-        curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) blen);
-        curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, body);
-        t->body_len = (curl_off_t) blen;
+        /* copied: the Lua string may be collected while we wait */
+        body = lua_tolstring(L, -1, &len);
+        t->body = sl_pool_strndup(t->pool, body, len);
+        t->body_len = len;
+        t->has_body = 1;
     }
 
     lua_pop(L, 1);
 
     lua_getfield(L, idx, "method");
-    method = lua_tolstring(L, -1, &mlen);
-    if (method == NULL) {
-        method = body ? "POST" : "GET";
-        mlen = strlen(method);
-    }
-
-    if (body != NULL) {
-        if (!(mlen == 4 && memcmp(method, "POST", 4) == 0)) {
-            snprintf(line, sizeof(line), "%.*s", (int) sl_min(mlen, 60), method);
-            curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, line);
-        }
-
-        if (!has_ct) {
-            sl_transfer_add_header(t, "Content-Type:");
-        }
-    } else {
-        set_method(t, method, mlen, NULL, 0, 0);
+    method = lua_tolstring(L, -1, &len);
+    if (method != NULL) {
+        t->method.data = sl_pool_strndup(t->pool, method, len);
+        t->method.len = len;
     }
 
     lua_pop(L, 1);
-    sl_transfer_add_header(t, "Expect:");
 
     return sl_transfer_start(t, err);
 }

@@ -117,6 +117,27 @@ sl_pool_cleanup_add(sl_pool_t *p, void (*fn)(void *data), void *data)
 
 
 void
+sl_pool_reset(sl_pool_t *p)
+{
+    cleanup_t  *c;
+    block_t    *b, *next;
+
+    for (c = p->cleanups; c != NULL; c = c->next) {
+        c->fn(c->data);
+    }
+
+    for (b = p->full; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
+
+    p->full = NULL;
+    p->cleanups = NULL;
+    p->current->used = 0;
+}
+
+
+void
 sl_pool_free(sl_pool_t *p)
 {
     cleanup_t  *c;

@@ -13,6 +13,9 @@ sl_pool_t *sl_pool_new(size_t block_size);
 /* Runs the cleanup handlers in reverse order of registration, then frees the memory. */
 void sl_pool_free(sl_pool_t *p);
 
+/* Runs the cleanup handlers and forgets every allocation, keeping one block for reuse. */
+void sl_pool_reset(sl_pool_t *p);
+
 /* Memory that lives as long as the pool, aligned for any type. Never returns NULL. */
 void *sl_pool_alloc(sl_pool_t *p, size_t size);
 void *sl_pool_calloc(sl_pool_t *p, size_t size);
