@@ -21,6 +21,7 @@ local run = plugin.run
 local plan = config.plan
 
 local NOT_FOUND = '{"error_msg":"404 Route Not Found"}\n'
+local EMPTY = {}            -- read-only: absent timeouts
 local JSON = "application/json"
 
 local _M = {}
@@ -105,7 +106,7 @@ local proxy_opts = {}
 local function proxy(ctx, route_up)
     local target = ctx.upstream_target
     if target then
-        local t = target.timeout or {}
+        local t = target.timeout or EMPTY
         ctx.var.upstream_addr = target.addr or target.url:match("^%a+://([^/?#]+)")
         return upstream.proxy({
             url = target.url,
@@ -131,7 +132,7 @@ local function proxy(ctx, route_up)
     local tried
     local retries = route_up.retries
     local scheme = route_up.scheme or "http"
-    local timeout = route_up.timeout or {}
+    local timeout = route_up.timeout or EMPTY
     local uri = http.get_uri()
     while true do
         local node, err = balancer.pick(route_up, tried)
@@ -258,7 +259,6 @@ function _M.http_request()
     local method, path, query, host, remote_addr = http.info()
     local snap = config.current()
     local ctx = ctx_mod.new(method, path, query, host, remote_addr)
-    ctx._raw_host = host
 
     local route = snap.router:match(method, path, ctx._host, ctx.var)
     if not route then

@@ -21,7 +21,8 @@
 # Knobs: N (2000), WARM (300), PORT_BASE (28000: uses PORT_BASE..PORT_BASE+3), TMPROOT
 # (/tmp/wtlua), JITV=<file> (write LuaJIT's trace log, jit.v, there; JITV_DUMP=<jit.dump
 # flags, e.g. "tbim"> for jit.dump instead), NOVG=1 (no valgrind, no counts: with JITV, to
-# see quickly which traces the request path compiles or aborts). Loopback only; every wait and every load run is bounded; what it starts is
+# see quickly which traces the request path compiles or aborts), LJLIB=<dir> (a
+# libluajit-5.1.so.2 built with symbols, so that callgrind_annotate names LuaJIT's functions). Loopback only; every wait and every load run is bounded; what it starts is
 # killed on exit. The window between zero and dump also contains the worker's timers (config
 # poll 1/s, metrics flush 2/s): a few hundred instructions per request at most.
 set -eu -o pipefail
@@ -166,7 +167,7 @@ cat >"$D/sluice/sluice.json" <<EOF
 EOF
 VG=(valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$D/cg.%p")
 [ -n "${NOVG:-}" ] && VG=()
-"${VG[@]}" build/sluice -c "$D/sluice/sluice.json" -p "$D/sluice" >"$D/valgrind.log" 2>&1 &
+LD_LIBRARY_PATH=${LJLIB:-${LD_LIBRARY_PATH:-}} "${VG[@]}" build/sluice -c "$D/sluice/sluice.json" -p "$D/sluice" >"$D/valgrind.log" 2>&1 &
 MASTER=$!
 PIDS+=($MASTER)
 wait_port "$GW_PORT" 300
