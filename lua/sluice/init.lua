@@ -98,7 +98,29 @@ local function set_upstream_vars(ctx)
 end
 
 
+-- C reads the options before it yields (and copies what it keeps): one table serves every
+-- request, for each kind of call
 local proxy_opts = {}
+local target_opts = {}
+
+-- a target url's "host:port", by url: a few distinct urls per route (bounded)
+local url_addr, url_addr_n = {}, 0
+
+
+local function addr_of(url)
+    local addr = url_addr[url]
+    if addr == nil then
+        addr = url:match("^%a+://([^/?#]+)") or false
+        if url_addr_n >= 1024 then
+            url_addr, url_addr_n = {}, 0
+        end
+
+        url_addr[url] = addr
+        url_addr_n = url_addr_n + 1
+    end
+
+    return addr or nil
+end
 
 
 -- sends the request to the plugin's target or the route's upstream; returns status or
@@ -107,22 +129,26 @@ local function proxy(ctx, route_up)
     local target = ctx.upstream_target
     if target then
         local t = target.timeout or EMPTY
-        ctx.var.upstream_addr = target.addr or target.url:match("^%a+://([^/?#]+)")
-        return upstream.proxy({
-            url = target.url,
-            method = target.method,
-            headers = target.headers,
-            body = target.body,
-            host = target.host,
-            addr = ctx.var.upstream_addr,
-            connect_timeout = t.connect,
-            send_timeout = t.send,
-            read_timeout = t.read,
-            ssl_verify = target.ssl_verify ~= false,
-            keepalive = target.keepalive ~= false,
-            keepalive_timeout = target.keepalive_timeout,
-            max_time = target.max_duration,
-        })
+        local addr = target.addr or addr_of(target.url)
+        ctx.var.upstream_addr = addr
+        local o = target_opts
+        o.url = target.url
+        o.method = target.method
+        o.headers = target.headers
+        o.body = target.body
+        o.host = target.host
+        o.addr = addr
+        o.connect_timeout = t.connect
+        o.send_timeout = t.send
+        o.read_timeout = t.read
+        o.ssl_verify = target.ssl_verify ~= false
+        o.keepalive = target.keepalive ~= false
+        o.keepalive_timeout = target.keepalive_timeout
+        o.max_time = target.max_duration
+        local status, err, code = upstream.proxy(o)
+        o.headers = nil             -- hold no request's data until the next one
+        o.body = nil
+        return status, err, code
     end
 
     if not route_up then
@@ -151,7 +177,6 @@ local function proxy(ctx, route_up)
         end
 
         ctx.var.upstream_addr = node.addr
-        -- C reads the options before it yields: one table serves every request
         local o = proxy_opts
         o.url = scheme .. "://" .. node.addr .. uri
         o.addr = node.addr
