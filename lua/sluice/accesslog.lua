@@ -8,7 +8,7 @@ local core = require("sluice.core")
 local floor = math.floor
 local date = os.date
 local format = string.format
-local find = string.find
+local byte = string.byte
 local tostring = tostring
 local tonumber = tonumber
 local rawget = rawget
@@ -26,9 +26,26 @@ for i, k in ipairs(NUM) do
     NUM_KEYS[i] = ',"' .. k .. '":'
 end
 
+-- '.000Z"' .. '.999Z"': the millisecond tail of "time", closing quote included
+local MS_TAIL = {}
+for i = 0, 999 do
+    MS_TAIL[i] = format('.%03dZ"', i)
+end
+
+-- "000" .. "999": the fraction of request_time
+local FRAC = {}
+for i = 0, 999 do
+    FRAC[i] = format("%03d", i)
+end
+
+local INT_CACHE_MAX = 4095          -- small integers' strings are kept (statuses, sizes)
+local SAFE_CACHE_MAX = 4096         -- strings known to need no escaping
+
 local _M = {}
 
 local last_sec, last_prefix
+local int_str = {}
+local safe, nsafe = {}, 0
 
 
 local function iso_time(t)
@@ -43,25 +60,42 @@ end
 _M.iso_time = iso_time
 
 
-local function str(v)
-    if v == nil then
-        return '""'
+-- true when v (a string) can go between quotes as it is: no control character, quote,
+-- backslash or byte >= 127 (what the pattern '[%c"\\\128-\255]' finds)
+local function is_safe(v)
+    if safe[v] then
+        return true
     end
 
-    if type(v) ~= "string" then
-        v = tostring(v)
+    for i = 1, #v do
+        local b = byte(v, i)
+        if b < 32 or b >= 127 or b == 34 or b == 92 then
+            return false
+        end
     end
 
-    if find(v, '[%c"\\\128-\255]') then
-        return cjson.encode(v)
+    if nsafe >= SAFE_CACHE_MAX then
+        safe, nsafe = {}, 0
     end
 
-    return '"' .. v .. '"'
+    safe[v] = true
+    nsafe = nsafe + 1
+    return true
 end
 
 
 local function num(v)
     if v == floor(v) and v > -1e15 and v < 1e15 then
+        if v >= 0 and v <= INT_CACHE_MAX then
+            local s = int_str[v]
+            if not s then
+                s = format("%d", v)
+                int_str[v] = s
+            end
+
+            return s
+        end
+
         return format("%d", v)
     end
 
@@ -74,10 +108,37 @@ local n = 0
 
 
 local function put(k, v)
-    n = n + 1
-    buf[n] = k
-    n = n + 1
+    n = n + 2
+    buf[n - 1] = k
     buf[n] = v
+end
+
+
+-- kq: ',"name":"'; k: ',"name":'. A string goes between quotes as it is, or JSON-encoded
+-- when it needs escaping; nil is ""
+local function put_str(kq, k, v)
+    if v == nil then
+        n = n + 2
+        buf[n - 1] = kq
+        buf[n] = '"'
+        return
+    end
+
+    if type(v) ~= "string" then
+        v = tostring(v)
+    end
+
+    if is_safe(v) then
+        n = n + 3
+        buf[n - 2] = kq
+        buf[n - 1] = v
+        buf[n] = '"'
+        return
+    end
+
+    n = n + 2
+    buf[n - 1] = k
+    buf[n] = cjson.encode(v)
 end
 
 
@@ -87,27 +148,53 @@ function _M.write(ctx, info)
     n = 0
 
     local up_status = tonumber(rawget(var, "upstream_status"))
-    local up_time = rawget(var, "upstream_response_time")
+    local up_time = tonumber(rawget(var, "upstream_response_time"))
     local stream = rawget(var, "llm_stream")
 
-    put('{"time":', str(iso_time(info.start)))
-    put(',"remote_addr":', str(ctx._remote_addr))
-    put(',"method":', str(ctx._method))
-    put(',"uri":', str(var.request_uri))
-    put(',"host":', str(ctx._host))
+    local t = info.start
+    local sec = floor(t)
+    if sec ~= last_sec then
+        last_sec = sec
+        last_prefix = date("!%Y-%m-%dT%H:%M:%S", sec)
+    end
+
+    local ms = floor((t - sec) * 1000)
+    n = 3
+    buf[1] = '{"time":"'
+    buf[2] = last_prefix
+    buf[3] = MS_TAIL[ms] or format('.%03dZ"', ms)
+    put_str(',"remote_addr":"', ',"remote_addr":', ctx._remote_addr)
+    put_str(',"method":"', ',"method":', ctx._method)
+    put_str(',"uri":"', ',"uri":', var.request_uri)
+    put_str(',"host":"', ',"host":', ctx._host)
     put(',"status":', num(info.status))
-    put(',"route_id":', str(ctx.route_id))
-    put(',"consumer":', str(ctx.consumer_name))
-    put(',"request_time":', num(floor(info.request_time * 1000 + 0.5) / 1000))
-    put(',"upstream_addr":', str(rawget(var, "upstream_addr")))
+    put_str(',"route_id":"', ',"route_id":', ctx.route_id)
+    put_str(',"consumer":"', ',"consumer":', ctx.consumer_name)
+
+    -- request_time: seconds rounded to the ms; whole seconds print as integers
+    local rt = floor(info.request_time * 1000 + 0.5)
+    local frac = rt % 1000
+    if frac ~= 0 and rt > 0 and rt < 1e12 then
+        n = n + 4
+        buf[n - 3] = ',"request_time":'
+        buf[n - 2] = num((rt - frac) / 1000)
+        buf[n - 1] = "."
+        buf[n] = FRAC[frac]
+    else
+        put(',"request_time":', num(rt / 1000))
+    end
+
+    put_str(',"upstream_addr":"', ',"upstream_addr":', rawget(var, "upstream_addr"))
     put(',"upstream_status":', up_status and num(up_status) or '""')
-    put(',"upstream_response_time":', tonumber(up_time) and num(tonumber(up_time)) or '""')
+    put(',"upstream_response_time":', up_time and num(up_time) or '""')
     put(',"bytes_sent":', num(info.bytes_sent))
-    put(',"request_type":', str(rawget(var, "request_type") or "traditional_http"))
-    put(',"request_llm_model":', str(rawget(var, "request_llm_model")))
-    put(',"llm_model":', str(rawget(var, "llm_model")))
+    put_str(',"request_type":"', ',"request_type":',
+            rawget(var, "request_type") or "traditional_http")
+    put_str(',"request_llm_model":"', ',"request_llm_model":', rawget(var, "request_llm_model"))
+    put_str(',"llm_model":"', ',"llm_model":', rawget(var, "llm_model"))
     put(',"llm_stream":', (stream == true or stream == "true") and "true" or "false")
-    put(',"llm_provider_instance":', str(rawget(var, "llm_provider_instance")))
+    put_str(',"llm_provider_instance":"', ',"llm_provider_instance":',
+            rawget(var, "llm_provider_instance"))
 
     for i = 1, #NUM do
         local v = tonumber(rawget(var, NUM[i]))
@@ -126,7 +213,7 @@ function _M.write(ctx, info)
 
     local aborted = ctx.ai_stream_aborted or ctx.upstream_aborted
     if aborted then
-        put(',"llm_stream_aborted":', str(aborted))
+        put_str(',"llm_stream_aborted":"', ',"llm_stream_aborted":', aborted)
     end
 
     if info.client_gone then
@@ -135,7 +222,7 @@ function _M.write(ctx, info)
 
     local reason = rawget(var, "error_reason")
     if reason then
-        put(',"error":', str(reason))
+        put_str(',"error":"', ',"error":', reason)
     end
 
     n = n + 1

@@ -169,6 +169,13 @@ local function norm_host(host)
 end
 
 
+-- A table constructor reserves a hash slot for every key it names, also for keys whose value
+-- is nil at run time: listing the fields every request sets (as NONE, a nil local) saves the
+-- table from growing (rehashing) several times per request. The keys hold nil until set, so
+-- nothing changes for readers (pairs skips them, __index still runs for them).
+local NONE      -- luacheck: ignore 221 (never set: that is the point)
+
+
 function _M.new(method, path, query, host, remote_addr)
     local ctx = {
         _method = method,
@@ -176,8 +183,25 @@ function _M.new(method, path, query, host, remote_addr)
         _query = query,
         _host = norm_host(host),
         _remote_addr = remote_addr,
+        var = NONE,
+        _raw_host = host,
+        route = NONE,
+        route_id = NONE,
+        conf_version = NONE,
+        log_info = NONE,
+        consumer = NONE,
+        consumer_name = NONE,
     }
-    ctx.var = setmetatable({ _ctx = ctx }, var_mt)
+    ctx.var = setmetatable({
+        _ctx = ctx,
+        request_uri = NONE,
+        upstream_addr = NONE,
+        upstream_status = NONE,
+        upstream_header_time = NONE,
+        upstream_response_time = NONE,
+        status = NONE,
+        request_time = NONE,
+    }, var_mt)
     return ctx
 end
 

@@ -21,6 +21,7 @@ local run = plugin.run
 local plan = config.plan
 
 local NOT_FOUND = '{"error_msg":"404 Route Not Found"}\n'
+local EMPTY = {}            -- read-only: absent timeouts
 local JSON = "application/json"
 
 local _M = {}
@@ -97,7 +98,29 @@ local function set_upstream_vars(ctx)
 end
 
 
+-- C reads the options before it yields (and copies what it keeps): one table serves every
+-- request, for each kind of call
 local proxy_opts = {}
+local target_opts = {}
+
+-- a target url's "host:port", by url: a few distinct urls per route (bounded)
+local url_addr, url_addr_n = {}, 0
+
+
+local function addr_of(url)
+    local addr = url_addr[url]
+    if addr == nil then
+        addr = url:match("^%a+://([^/?#]+)") or false
+        if url_addr_n >= 1024 then
+            url_addr, url_addr_n = {}, 0
+        end
+
+        url_addr[url] = addr
+        url_addr_n = url_addr_n + 1
+    end
+
+    return addr or nil
+end
 
 
 -- sends the request to the plugin's target or the route's upstream; returns status or
@@ -105,23 +128,27 @@ local proxy_opts = {}
 local function proxy(ctx, route_up)
     local target = ctx.upstream_target
     if target then
-        local t = target.timeout or {}
-        ctx.var.upstream_addr = target.addr or target.url:match("^%a+://([^/?#]+)")
-        return upstream.proxy({
-            url = target.url,
-            method = target.method,
-            headers = target.headers,
-            body = target.body,
-            host = target.host,
-            addr = ctx.var.upstream_addr,
-            connect_timeout = t.connect,
-            send_timeout = t.send,
-            read_timeout = t.read,
-            ssl_verify = target.ssl_verify ~= false,
-            keepalive = target.keepalive ~= false,
-            keepalive_timeout = target.keepalive_timeout,
-            max_time = target.max_duration,
-        })
+        local t = target.timeout or EMPTY
+        local addr = target.addr or addr_of(target.url)
+        ctx.var.upstream_addr = addr
+        local o = target_opts
+        o.url = target.url
+        o.method = target.method
+        o.headers = target.headers
+        o.body = target.body
+        o.host = target.host
+        o.addr = addr
+        o.connect_timeout = t.connect
+        o.send_timeout = t.send
+        o.read_timeout = t.read
+        o.ssl_verify = target.ssl_verify ~= false
+        o.keepalive = target.keepalive ~= false
+        o.keepalive_timeout = target.keepalive_timeout
+        o.max_time = target.max_duration
+        local status, err, code = upstream.proxy(o)
+        o.headers = nil             -- hold no request's data until the next one
+        o.body = nil
+        return status, err, code
     end
 
     if not route_up then
@@ -131,7 +158,7 @@ local function proxy(ctx, route_up)
     local tried
     local retries = route_up.retries
     local scheme = route_up.scheme or "http"
-    local timeout = route_up.timeout or {}
+    local timeout = route_up.timeout or EMPTY
     local uri = http.get_uri()
     while true do
         local node, err = balancer.pick(route_up, tried)
@@ -150,7 +177,6 @@ local function proxy(ctx, route_up)
         end
 
         ctx.var.upstream_addr = node.addr
-        -- C reads the options before it yields: one table serves every request
         local o = proxy_opts
         o.url = scheme .. "://" .. node.addr .. uri
         o.addr = node.addr
@@ -258,7 +284,6 @@ function _M.http_request()
     local method, path, query, host, remote_addr = http.info()
     local snap = config.current()
     local ctx = ctx_mod.new(method, path, query, host, remote_addr)
-    ctx._raw_host = host
 
     local route = snap.router:match(method, path, ctx._host, ctx.var)
     if not route then
