@@ -87,6 +87,7 @@ typedef struct sl_req_s {
     const char            *up_error;
     unsigned               up_done:1;
     unsigned               up_direct:1;     /* body relayed by C without Lua */
+    unsigned               up_body_wanted:1;/* Lua reads the body (read_body called) */
     unsigned               up_reading:1;    /* Lua waits in read_chunk() */
     unsigned               up_passing:1;    /* Lua waits in pass_body() */
     unsigned               up_aborted:1;

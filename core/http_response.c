@@ -125,8 +125,21 @@ sl_resp_send_headers(sl_req_t *r)
 
     out = bufferevent_get_output(c->bev);
 
-    n = (size_t) snprintf(buf, sizeof(buf), "HTTP/1.%d %d %s\r\nServer: sluice\r\n",
-                          r->head.version == 10 ? 0 : 1, r->status, sl_http_reason(r->status));
+    {
+        const char  *reason = sl_http_reason(r->status);
+        size_t       rlen = strlen(reason);
+        int          st = r->status >= 100 && r->status <= 999 ? r->status : 500;
+
+        memcpy(buf, r->head.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+        buf[9] = (char) ('0' + st / 100);
+        buf[10] = (char) ('0' + st / 10 % 10);
+        buf[11] = (char) ('0' + st % 10);
+        buf[12] = ' ';
+        memcpy(buf + 13, reason, rlen);
+        n = 13 + rlen;
+        memcpy(buf + n, "\r\nServer: sluice\r\n", 18);
+        n += 18;
+    }
 
     for (i = 0; i < r->resp_headers.n; i++) {
         h = &r->resp_headers.items[i];
@@ -162,7 +175,11 @@ sl_resp_send_headers(sl_req_t *r)
         n += 28;
 
     } else if (r->resp_length >= 0 && (has_body(r) || r->head_only)) {
-        n += (size_t) snprintf(buf + n, 64, "Content-Length: %lld\r\n", (long long) r->resp_length);
+        memcpy(buf + n, "Content-Length: ", 16);
+        n += 16;
+        n += sl_fmt_u64(buf + n, (uint64_t) r->resp_length);
+        buf[n++] = '\r';
+        buf[n++] = '\n';
     }
 
     if (!r->keepalive) {
@@ -198,7 +215,17 @@ sl_resp_send_body(sl_req_t *r, const char *data, size_t len)
     }
 
     if (r->resp_chunked) {
-        n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        n = 0;
+        do {
+            n++;
+        } while ((len >> (4 * n)) != 0 && n < 16);
+
+        for (int i = 0; i < n; i++) {
+            size[n - 1 - i] = "0123456789abcdef"[(len >> (4 * i)) & 0xf];
+        }
+
+        size[n++] = '\r';
+        size[n++] = '\n';
         evbuffer_add(out, size, (size_t) n);
         evbuffer_add(out, data, len);
         evbuffer_add(out, "\r\n", 2);

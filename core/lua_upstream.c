@@ -199,6 +199,12 @@ on_proxy_body(sl_transfer_t *t, const char *p, size_t n)
         return SL_OK;
     }
 
+    /* nobody asked for the body yet (the header phases run): it stays with the transfer,
+     * which pauses until pass_body or read_body, instead of being copied aside */
+    if (!r->up_body_wanted) {
+        return SL_AGAIN;
+    }
+
     if (r->pending == NULL) {
         r->pending = evbuffer_new();
     }
@@ -223,7 +229,8 @@ on_proxy_done(sl_transfer_t *t, int result)
     r->up_done = 1;
     r->up_result = result;
     r->up_error = t->error;
-    r->up_end = sl_worker_now();
+    /* the last byte's time: the transfer may have waited (paused) for the header phases */
+    r->up_end = result == SL_OK && t->last_io > 0 ? t->last_io : sl_worker_now();
 
     if (result != SL_OK) {
         sl_log_warn("upstream %s failed: %s", r->up_addr, t->error ? t->error : "error");
@@ -331,6 +338,98 @@ listed_in_connection(const sl_hdr_t *conn, const sl_str_t *name)
 }
 
 
+typedef struct {
+    sl_str_t  url, addr, host, method, body;
+    double    timeout, connect, send, read, keepalive_timeout, max_time;
+    int       ssl_verify, keepalive, http2, has_body, has_headers;
+} proxy_opts_t;
+
+
+#define KEY_IS(k, kl, lit)  ((kl) == sizeof(lit) - 1 && memcmp((k), (lit), (kl)) == 0)
+
+/* the options table in one pass (lua_next): reading 15 fields by name would intern each key
+ * again. Strings point into the table, which holds them until the call returns. */
+static void
+read_proxy_opts(lua_State *L, int idx, proxy_opts_t *o)
+{
+    const char  *k;
+    size_t       kl;
+    int          vt;
+
+    memset(o, 0, sizeof(*o));
+    o->timeout = o->connect = o->send = o->read = -1;
+    o->ssl_verify = o->keepalive = 1;
+
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            continue;
+        }
+
+        k = lua_tolstring(L, -2, &kl);
+        vt = lua_type(L, -1);
+        if (vt == LUA_TSTRING) {
+            sl_str_t  v;
+            v.data = lua_tolstring(L, -1, &v.len);
+            if (KEY_IS(k, kl, "url")) {
+                o->url = v;
+            } else if (KEY_IS(k, kl, "addr")) {
+                o->addr = v;
+            } else if (KEY_IS(k, kl, "host")) {
+                o->host = v;
+            } else if (KEY_IS(k, kl, "method")) {
+                o->method = v;
+            } else if (KEY_IS(k, kl, "body")) {
+                o->body = v;
+                o->has_body = 1;
+            }
+
+        } else if (vt == LUA_TNUMBER) {
+            double  v = lua_tonumber(L, -1);
+            if (KEY_IS(k, kl, "timeout")) {
+                o->timeout = v;
+            } else if (KEY_IS(k, kl, "connect_timeout")) {
+                o->connect = v;
+            } else if (KEY_IS(k, kl, "send_timeout")) {
+                o->send = v;
+            } else if (KEY_IS(k, kl, "read_timeout")) {
+                o->read = v;
+            } else if (KEY_IS(k, kl, "keepalive_timeout")) {
+                o->keepalive_timeout = v;
+            } else if (KEY_IS(k, kl, "max_time")) {
+                o->max_time = v;
+            }
+
+        } else if (vt == LUA_TBOOLEAN) {
+            int  v = lua_toboolean(L, -1);
+            if (KEY_IS(k, kl, "ssl_verify")) {
+                o->ssl_verify = v;
+            } else if (KEY_IS(k, kl, "keepalive")) {
+                o->keepalive = v;
+            } else if (KEY_IS(k, kl, "http2")) {
+                o->http2 = v;
+            }
+
+        } else if (vt == LUA_TTABLE && KEY_IS(k, kl, "headers")) {
+            o->has_headers = 1;
+        }
+
+        lua_pop(L, 1);
+    }
+}
+
+
+static void
+copy_addr(char *dst, size_t size, const sl_str_t *s)
+{
+    size_t  n = sl_min(s->len, size - 1);
+
+    memcpy(dst, s->data, n);
+    dst[n] = '\0';
+}
+
+
 /* proxy{url=, method=, host=, headers={lowercase = value|false}, body=, timeouts,
  *       ssl_verify=, keepalive=} -> status | nil, err, gateway_status  (yields) */
 static int
@@ -339,12 +438,12 @@ l_proxy(lua_State *L)
     sl_req_t        *r = sl_lua_current_req();
     sl_co_t         *co = sl_co_current(L);
     sl_transfer_t   *t;
-    const char      *url, *err, *host, *method, *body = NULL;
-    size_t           i, mlen, blen = 0, len;
+    const char      *err, *body = NULL;
+    size_t           i, blen = 0, len;
     const sl_hdr_t  *h, *xff, *conn_hdr;
     char             line[8192];
-    size_t           url_len;
     int              has_body;
+    proxy_opts_t     o;
 
     if (r == NULL || co == NULL || co->req != r) {
         return luaL_error(L, "proxy() must be called from the request's own coroutine");
@@ -364,9 +463,10 @@ l_proxy(lua_State *L)
     }
 
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, 1, "url");
-    url = luaL_checklstring(L, -1, &url_len);
-    lua_pop(L, 1);          /* still referenced by the options table until start returns */
+    read_proxy_opts(L, 1, &o);
+    if (o.url.data == NULL) {
+        return luaL_error(L, "proxy(): url is required");
+    }
 
     t = sl_transfer_new(sl_worker->upstream);
     r->up = t;
@@ -374,28 +474,40 @@ l_proxy(lua_State *L)
     t->on_headers = on_proxy_headers;
     t->on_body = on_proxy_body;
     t->on_done = on_proxy_done;
-    set_timeouts(L, 1, t);
 
-    t->url.data = url;
-    t->url.len = url_len;
-    snprintf(r->up_addr, sizeof(r->up_addr), "%s", url);
-    t->ssl_verify = opt_bool(L, 1, "ssl_verify", 1);
-    t->keepalive = opt_bool(L, 1, "keepalive", 1);
-    t->keepalive_timeout = opt_num(L, 1, "keepalive_timeout", 0);
-    /* the whole transfer, streams included (ai-proxy's max_stream_duration_ms) */
-    t->max_time = opt_num(L, 1, "max_time", 0);
-    t->http2 = opt_bool(L, 1, "http2", 0);
-
-    lua_getfield(L, 1, "addr");
-    if (lua_isstring(L, -1)) {
-        snprintf(r->up_addr, sizeof(r->up_addr), "%s", lua_tostring(L, -1));
+    if (o.timeout > 0) {
+        t->connect_timeout = t->send_timeout = t->read_timeout = o.timeout;
     }
 
-    lua_pop(L, 1);
+    if (o.connect >= 0) {
+        t->connect_timeout = o.connect;
+    }
+
+    if (o.send >= 0) {
+        t->send_timeout = o.send;
+    }
+
+    if (o.read >= 0) {
+        t->read_timeout = o.read;
+    }
+
+    t->url = o.url;
+    copy_addr(r->up_addr, sizeof(r->up_addr), o.addr.data != NULL ? &o.addr : &o.url);
+    t->ssl_verify = o.ssl_verify;
+    t->keepalive = o.keepalive;
+    t->keepalive_timeout = o.keepalive_timeout;
+    /* the whole transfer, streams included (ai-proxy's max_stream_duration_ms) */
+    t->max_time = o.max_time;
+    t->http2 = o.http2;
 
     /* headers: the client's, as edited, minus what a proxy must not forward */
     conn_hdr = sl_hdrs_find(&r->headers, "connection", 10);
-    lua_getfield(L, 1, "headers");
+    if (o.has_headers) {
+        lua_getfield(L, 1, "headers");
+    } else {
+        lua_pushnil(L);
+    }
+
     for (i = 0; i < r->headers.n; i++) {
         h = &r->headers.items[i];
         if (skip_forward(&h->name) || listed_in_connection(conn_hdr, &h->name)) {
@@ -461,20 +573,15 @@ l_proxy(lua_State *L)
                                sl_min(r->head.host.len, 1024));
     }
 
-    lua_getfield(L, 1, "host");
-    host = lua_tolstring(L, -1, &len);
-    if (host != NULL) {
-        t->host.data = sl_pool_strndup(t->pool, host, len);
-        t->host.len = len;
+    if (o.host.data != NULL) {
+        t->host.data = sl_pool_strndup(t->pool, o.host.data, o.host.len);
+        t->host.len = o.host.len;
     }
 
-    lua_pop(L, 1);
-
     /* body: a replacement from Lua (kept alive in the pool) or the client's */
-    lua_getfield(L, 1, "body");
-    if (lua_isstring(L, -1)) {
-        const char *b = lua_tolstring(L, -1, &blen);
-        body = sl_pool_strndup(r->pool, b, blen);
+    if (o.has_body) {
+        body = sl_pool_strndup(r->pool, o.body.data, o.body.len);
+        blen = o.body.len;
         has_body = 1;
     } else if (r->body != NULL && evbuffer_get_length(r->body) > 0) {
         blen = evbuffer_get_length(r->body);
@@ -484,23 +591,16 @@ l_proxy(lua_State *L)
         has_body = 0;
     }
 
-    lua_pop(L, 1);
     t->body = body;
     t->body_len = blen;
     t->has_body = has_body;
 
-    lua_getfield(L, 1, "method");
-    method = lua_tolstring(L, -1, &mlen);
-    if (method == NULL) {
-        method = r->head.method.data;
-        mlen = r->head.method.len;
+    if (o.method.data != NULL) {
+        t->method.data = sl_pool_strndup(t->pool, o.method.data, o.method.len);
+        t->method.len = o.method.len;
     } else {
-        method = sl_pool_strndup(t->pool, method, mlen);
+        t->method = r->head.method;
     }
-
-    lua_pop(L, 1);
-    t->method.data = method;
-    t->method.len = mlen;
 
     r->up_start = sl_worker_now();
     if (sl_transfer_start(t, &err) != SL_OK) {
@@ -532,6 +632,13 @@ l_read_body(lua_State *L)
 
     if (r == NULL || co == NULL || r->up == NULL) {
         return luaL_error(L, "read_body() without an upstream");
+    }
+
+    if (!r->up_body_wanted) {
+        r->up_body_wanted = 1;
+        if (r->up->paused && !r->waiting_drain) {
+            sl_transfer_resume(r->up);      /* what waited comes into r->pending now */
+        }
     }
 
     if (r->conn != NULL && sl_resp_pending(r) > sl_worker->conf->send_buffer_size) {

@@ -35,6 +35,27 @@ enum {
     SL_LOG_CRIT,
 };
 
+/* Writes v in decimal at p (no terminator); returns the digits written (at most 20). For
+ * the hot path, where snprintf's format parsing costs more than the rest of the header. */
+static inline size_t
+sl_fmt_u64(char *p, uint64_t v)
+{
+    char    tmp[20];
+    size_t  n = 0, i;
+
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+
+    for (i = 0; i < n; i++) {
+        p[i] = tmp[n - 1 - i];
+    }
+
+    return n;
+}
+
+
 /* log.c: the error log. Messages below the configured level cost one comparison. */
 extern int sl_log_level;
 

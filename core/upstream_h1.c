@@ -784,12 +784,9 @@ deliver(sl_transfer_t *t)
     t->in_callback = 0;
 
     if (rc == SL_AGAIN) {
+        /* reading stops only if the socket turns readable meanwhile (on_read): a response
+         * already whole in the buffer then costs no epoll_ctl to pause and resume */
         t->paused = 1;
-        if (c->reading) {
-            event_del(c->rev);
-            c->reading = 0;
-        }
-
         return SL_AGAIN;
     }
 
@@ -1089,6 +1086,12 @@ on_read(evutil_socket_t fd, short what, void *arg)
         if (t->done || c->connecting || t->conn != c) {
             return;
         }
+    }
+
+    if (t->paused) {
+        event_del(c->rev);          /* the consumer is behind: stop reading until resume */
+        c->reading = 0;
+        return;
     }
 
     read_response(t);

@@ -12,38 +12,49 @@
 #include <strings.h>
 
 
-/* one line of buf[p..end): *le = its end (the CR or LF), returns the position after the LF,
- * or NULL when no LF yet; *bad = 1 for a CR not followed by LF */
+#define TCHAR  0x01         /* a header-name byte */
+#define CTL    0x02         /* not allowed in a value or reason: CTL (but HTAB), DEL */
+
+#define IS_TCHAR(c)                                                                         \
+    (((c) >= '0' && (c) <= '9') || ((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z') \
+     || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\''    \
+     || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_'     \
+     || (c) == '`' || (c) == '|' || (c) == '~')
+#define CC(c)    ((IS_TCHAR(c) ? TCHAR : 0) | (((c) < 0x20 && (c) != '\t') || (c) == 0x7f ? CTL : 0))
+#define CC4(c)   CC(c), CC((c) + 1), CC((c) + 2), CC((c) + 3)
+#define CC16(c)  CC4(c), CC4((c) + 4), CC4((c) + 8), CC4((c) + 12)
+#define CC64(c)  CC16(c), CC16((c) + 16), CC16((c) + 32), CC16((c) + 48)
+
+static const unsigned char  cls[256] = { CC64(0), CC64(64), CC64(128), CC64(192) };
+
+
+/* one line of buf[p..end): *le = its end (the CR of a CRLF, or the LF), returns the position
+ * after the LF, or NULL when no LF yet. A CR elsewhere is a control character, refused by
+ * the checks of names and values. */
 static const char *
-next_line(const char *p, const char *end, const char **le, int *bad)
+next_line(const char *p, const char *end, const char **le)
 {
     const char  *lf = memchr(p, '\n', (size_t) (end - p));
-    const char  *cr;
 
     if (lf == NULL) {
-        cr = memchr(p, '\r', (size_t) (end - p));
-        if (cr != NULL && cr + 1 < end) {
-            *bad = 1;
-        }
-
         return NULL;
     }
 
     *le = (lf > p && lf[-1] == '\r') ? lf - 1 : lf;
-    cr = memchr(p, '\r', (size_t) (*le - p));
-    if (cr != NULL) {
-        *bad = 1;
-    }
-
     return lf + 1;
 }
 
 
 static int
-is_tchar(unsigned char c)
+has_ctl(const char *p, const char *end)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-           || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    for (; p < end; p++) {
+        if (cls[(unsigned char) *p] & CTL) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -117,6 +128,11 @@ static int
 parse_status_line(const char *p, const char *le, sl_up_resp_t *h, const char **err)
 {
     /* HTTP/1.x SP 3DIGIT [SP reason] */
+    if (has_ctl(p, le)) {
+        *err = "upstream sent a control character in the status line";
+        return SL_ERROR;
+    }
+
     if (le - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1')
         || p[8] != ' ' || p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9'
         || p[11] < '0' || p[11] > '9' || (le - p > 12 && p[12] != ' '))
@@ -135,8 +151,8 @@ int
 sl_up_resp_parse(const char *buf, size_t len, size_t max, sl_up_resp_t *h, size_t *head_len,
                  const char **err)
 {
-    const char  *p = buf, *end = buf + len, *le, *next, *colon, *v, *ve, *q;
-    int          bad = 0, last, keep = 0, close = 0;
+    const char  *p = buf, *end = buf + len, *le, *next, *colon, *v, *ve;
+    int          last, keep = 0, close = 0;
     int64_t      cl;
     sl_str_t     name, value;
 
@@ -146,12 +162,7 @@ sl_up_resp_parse(const char *buf, size_t len, size_t max, sl_up_resp_t *h, size_
     h->other_te = 0;
     h->keepalive = 0;
 
-    next = next_line(p, end, &le, &bad);
-    if (bad) {
-        *err = "upstream sent a bare CR";
-        return SL_ERROR;
-    }
-
+    next = next_line(p, end, &le);
     if (next == NULL) {
         if (len >= 5 && memcmp(buf, "HTTP/", 5) != 0) {
             *err = "upstream sent no valid HTTP/1.x response";
@@ -166,12 +177,7 @@ sl_up_resp_parse(const char *buf, size_t len, size_t max, sl_up_resp_t *h, size_
     }
 
     for (p = next; ; p = next) {
-        next = next_line(p, end, &le, &bad);
-        if (bad) {
-            *err = "upstream sent a bare CR";
-            return SL_ERROR;
-        }
-
+        next = next_line(p, end, &le);
         if (next == NULL) {
             goto again;
         }
@@ -192,7 +198,7 @@ sl_up_resp_parse(const char *buf, size_t len, size_t max, sl_up_resp_t *h, size_
         }
 
         for (v = p; v < colon; v++) {
-            if (!is_tchar((unsigned char) *v)) {
+            if (!(cls[(unsigned char) *v] & TCHAR)) {
                 *err = "upstream sent an invalid header name";
                 return SL_ERROR;
             }
@@ -208,12 +214,9 @@ sl_up_resp_parse(const char *buf, size_t len, size_t max, sl_up_resp_t *h, size_
             ve--;
         }
 
-        for (q = v; q < ve; q++) {
-            unsigned char  c = (unsigned char) *q;
-            if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                *err = "upstream sent a control character in a header value";
-                return SL_ERROR;
-            }
+        if (has_ctl(v, ve)) {
+            *err = "upstream sent a control character in a header value";
+            return SL_ERROR;
         }
 
         if (h->nheaders == SL_UP_MAX_HEADERS) {
