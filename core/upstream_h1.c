@@ -407,11 +407,18 @@ parse_url(const sl_str_t *url, struct sockaddr_storage *sa, socklen_t *salen,
 
 
 static void
+grow(sl_transfer_t *t, size_t n)
+{
+    t->wcap = sl_max(t->wcap * 2, t->wlen + n + 256);
+    t->wbuf = sl_xrealloc(t->wbuf, t->wcap);
+}
+
+
+static inline void
 put(sl_transfer_t *t, const char *s, size_t n)
 {
     if (t->wlen + n > t->wcap) {
-        t->wcap = sl_max(t->wcap * 2, t->wlen + n + 256);
-        t->wbuf = sl_xrealloc(t->wbuf, t->wcap);
+        grow(t, n);
     }
 
     memcpy(t->wbuf + t->wlen, s, n);

@@ -45,9 +45,29 @@ next_line(const char *p, const char *end, const char **le)
 }
 
 
+#define ONES   0x0101010101010101ULL
+#define HIGHS  0x8080808080808080ULL
+
+/* a byte < 0x20 or == 0x7f among the 8 (HTAB among them needs the byte loop to tell) */
+#define SUSPECT(x)  ((((x) - ONES * 0x20) & ~(x) & HIGHS)                                   \
+                     | ((((x) ^ (ONES * 0x7f)) - ONES) & ~((x) ^ (ONES * 0x7f)) & HIGHS))
+
+
 static int
 has_ctl(const char *p, const char *end)
 {
+    uint64_t  x;
+
+    /* values (dates, ids, types) are skipped 8 bytes at a time */
+    while (end - p >= 8) {
+        memcpy(&x, p, 8);
+        if (SUSPECT(x)) {
+            break;
+        }
+
+        p += 8;
+    }
+
     for (; p < end; p++) {
         if (cls[(unsigned char) *p] & CTL) {
             return 1;
