@@ -105,6 +105,10 @@ fuzz:
 	    core/http_parse.c core/log.c -o $(BUILD)/http_parse_fuzz
 	@mkdir -p $(BUILD)/fuzz-corpus
 	$(BUILD)/http_parse_fuzz -max_total_time=60 -max_len=4096 $(BUILD)/fuzz-corpus t/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icore t/fuzz/upstream_resp_fuzz.c \
+	    core/upstream_resp.c core/log.c -o $(BUILD)/upstream_resp_fuzz
+	@mkdir -p $(BUILD)/fuzz-resp-corpus
+	$(BUILD)/upstream_resp_fuzz -max_total_time=30 -max_len=4096 $(BUILD)/fuzz-resp-corpus
 
 clean:
 	rm -rf build
