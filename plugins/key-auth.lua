@@ -1,7 +1,9 @@
 -- key-auth: identifies the consumer by an API key sent in a header (default `apikey`) or a
 -- query argument (default `apikey`), as APISIX's apisix/plugins/key-auth.lua does. The
 -- consumer's plugins are then merged over the route's by the runner (consumer wins).
--- Consumers carry {"key-auth": {"key": "..."}}; the key is sealed at rest (encrypt_fields).
+-- Consumers carry {"key-auth": {"key": "..."}}, and so may their credentials
+-- (/consumers/{name}/credentials/{id}); the key is sealed at rest (encrypt_fields). A
+-- credential's key identifies its consumer, with credential_id set (X-Credential-Identifier).
 -- The key -> consumer index is built once per configuration snapshot.
 local pdk = require("sluice.pdk")
 local schema = require("sluice.schema")
@@ -60,7 +62,18 @@ function _M.check_schema(conf, schema_type)
 end
 
 
-local function key_index(consumers)
+local function credential_key(plugins)
+    local conf = type(plugins) == "table" and plugins[PLUGIN_NAME]
+    if type(conf) == "table" and type(conf.key) == "string" and conf.key ~= "" then
+        return conf.key
+    end
+
+    return nil
+end
+
+
+local function key_index(snap)
+    local consumers = snap.consumers
     local index = index_by_consumers[consumers]
     if index then
         return index
@@ -77,12 +90,25 @@ local function key_index(consumers)
     index = {}
     for _, name in ipairs(names) do
         local consumer = consumers[name]
-        local plugins = type(consumer) == "table" and consumer.plugins
-        local conf = type(plugins) == "table" and plugins[PLUGIN_NAME]
-        if type(conf) == "table" and type(conf.key) == "string" and conf.key ~= "" then
-            if index[conf.key] == nil then
-                index[conf.key] = consumer
+        local key = type(consumer) == "table" and credential_key(consumer.plugins)
+        if key and index[key] == nil then
+            index[key] = consumer
+        end
+    end
+
+    -- credentials (in key order, after the consumers' own keys): a copy of the consumer
+    -- that says which credential matched, made once per snapshot
+    for _, cred in ipairs(snap.credentials or {}) do
+        local key = credential_key(type(cred.value) == "table" and cred.value.plugins)
+        local consumer = consumers[cred.consumer]
+        if key and index[key] == nil and type(consumer) == "table" then
+            local c = {}
+            for k, v in pairs(consumer) do
+                c[k] = v
             end
+
+            c.credential_id = cred.id
+            index[key] = c
         end
     end
 
@@ -138,8 +164,12 @@ local function attach(ctx, consumer)
     ctx.consumer_name = consumer.username
     -- set or cleared, so a client cannot pose as a consumer upstream
     pdk.request.set_header(ctx, "X-Consumer-Username", consumer.username)
-    pdk.request.set_header(ctx, "X-Credential-Identifier", nil)
-    pdk.request.set_header(ctx, "X-Consumer-Custom-ID", consumer.custom_id)
+    pdk.request.set_header(ctx, "X-Credential-Identifier", consumer.credential_id)
+    -- APISIX takes the custom id from the consumer's labels
+    local labels = consumer.labels
+    pdk.request.set_header(ctx, "X-Consumer-Custom-ID",
+                           consumer.custom_id or type(labels) == "table" and labels.custom_id
+                           or nil)
 end
 
 
@@ -150,15 +180,15 @@ end
 
 
 function _M.rewrite(conf, ctx)
-    local snap = config.current()
-    local consumers = snap and snap.consumers or {}
+    local snap = config.current() or { consumers = {} }
+    local consumers = snap.consumers
     local key, from_header = find_key(conf, ctx)
 
     local consumer, err
     if not key then
         err = "Missing API key in request"
     else
-        consumer = key_index(consumers)[key]
+        consumer = key_index(snap)[key]
         if not consumer then
             pdk.log.warn("failed to find consumer: invalid api key")
             err = "Invalid API key in request"

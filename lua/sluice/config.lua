@@ -22,17 +22,21 @@ local ipairs = ipairs
 local type = type
 local tostring = tostring
 local setmetatable = setmetatable
+local next = next
 local deepcopy = schema.deepcopy
 local sort = table.sort
 
 local KINDS = { "routes", "services", "upstreams", "consumers", "plugin_configs",
-                "global_rules", "plugin_metadata", "ssls" }
+                "global_rules", "plugin_metadata", "ssls", "consumer_groups", "credentials" }
 
--- the order items are checked in (references point into earlier kinds)
-local CHECK_ORDER = { "upstreams", "ssls", "services", "plugin_configs", "consumers",
-                      "global_rules", "plugin_metadata", "routes" }
+-- the order items are checked in (references point into earlier kinds). secrets, protos and
+-- stream_routes are stored by the Admin API but nothing here uses them.
+local CHECK_ORDER = { "upstreams", "ssls", "services", "plugin_configs", "consumer_groups",
+                      "consumers", "credentials", "global_rules", "plugin_metadata", "routes" }
 
 local SKIP_REFS = { skip_references = true }
+local now = store_mod.now
+local expired = store_mod.expired
 local EMPTY = setmetatable({}, { __newindex = function() error("read-only table") end })
 
 -- vars operators ~~ and ~* use PCRE2 (pdk.re), as APISIX's lua-resty-expr does
@@ -135,6 +139,27 @@ local function pick_upstream(route, service, upstreams)
 end
 
 
+-- A consumer as requests see it: with a group_id, the group's plugins under its own (the
+-- consumer's conf wins for the same plugin, as in APISIX's merge_consumer_route). A new table
+-- per snapshot: the checked value is shared with other snapshots.
+local function effective_consumer(consumer, groups)
+    local group = consumer.group_id ~= nil and groups[tostring(consumer.group_id)]
+    if not group or type(group.plugins) ~= "table" or next(group.plugins) == nil then
+        return consumer
+    end
+
+    local c = {}
+    for k, v in pairs(consumer) do
+        c[k] = v
+    end
+
+    c.plugins = {}
+    merge_into(c.plugins, group.plugins)
+    merge_into(c.plugins, consumer.plugins)
+    return c
+end
+
+
 -- store-shaped document -> snapshot (or nil, err).
 -- opts.validate: check every item (a copy of it); opts.prev: the snapshot this one replaces,
 -- whose checked items are reused when unchanged.
@@ -148,12 +173,18 @@ function _M.build(doc, version, opts)
     }
 
     local by_kind = {}
+    local clock, next_expiry = now(), nil
     for _, kind in ipairs(CHECK_ORDER) do
         ctx.items[kind] = {}
         local t, list, n = {}, {}, 0
         local map = doc[kind]
         for _, id in ipairs(sorted_ids(map)) do
-            local v = checked(kind, id, map[id], doc, ctx)
+            local entry = map[id]
+            local v = not expired(entry, clock) and checked(kind, id, entry, doc, ctx)
+            if v and entry.expire_at and (not next_expiry or entry.expire_at < next_expiry) then
+                next_expiry = entry.expire_at
+            end
+
             if v then
                 t[id] = v
                 n = n + 1
@@ -164,11 +195,34 @@ function _M.build(doc, version, opts)
         by_kind[kind] = { map = t, list = list }
     end
 
+    local consumers = {}
+    for name, c in pairs(by_kind.consumers.map) do
+        consumers[name] = effective_consumer(c, by_kind.consumer_groups.map)
+    end
+
+    -- credentials whose consumer is served: { consumer = username, id =, value = }, key order
+    local credentials, ckeys = {}, {}
+    for key in pairs(by_kind.credentials.map) do
+        ckeys[#ckeys + 1] = key
+    end
+
+    sort(ckeys)
+    for _, key in ipairs(ckeys) do
+        local user, cid = key:match("^([^/]+)/(.+)$")
+        if user and consumers[user] then
+            credentials[#credentials + 1] = { consumer = user, id = cid,
+                                              value = by_kind.credentials.map[key] }
+        end
+    end
+
     local snap = {
         version = version or 0,
+        next_expiry = next_expiry,                  -- the first expire_at of a served item
         upstreams = by_kind.upstreams.map,
         services = by_kind.services.map,
-        consumers = by_kind.consumers.map,          -- by username
+        consumers = consumers,                      -- by username, group plugins merged in
+        credentials = credentials,
+        consumer_groups = by_kind.consumer_groups.map,
         plugin_configs = by_kind.plugin_configs.map,
         plugin_metadata = by_kind.plugin_metadata.map,
         ssls = by_kind.ssls.list,
@@ -357,7 +411,8 @@ end
 local function refresh_store(force)
     local version = source.version_fn and source.version_fn() or 0
     local gen = plugin.generation()
-    if not force and version == source.version and gen == source.gen then
+    local expiring = snapshot and snapshot.next_expiry and now() >= snapshot.next_expiry
+    if not force and version == source.version and gen == source.gen and not expiring then
         return false
     end
 
@@ -370,8 +425,21 @@ local function refresh_store(force)
     -- tried once per change: a document that does not build is not retried every poll
     source.version = version
     source.gen = gen
-    if snapshot and doc == source.doc and not force and gen == snapshot._gen then
+    if snapshot and doc == source.doc and not force and gen == snapshot._gen
+       and not expiring
+    then
         return false
+    end
+
+    if expiring then
+        -- the first worker to get here takes expired items out of the file too
+        local swept, serr = source.store:sweep()
+        if swept == nil then
+            log("error", "cannot remove expired items from the store: ", serr)
+
+        elseif swept then
+            doc = source.store:read() or doc
+        end
     end
 
     if doc ~= source.doc then

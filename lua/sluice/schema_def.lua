@@ -504,6 +504,158 @@ _M.plugin_config = {
     additionalProperties = false,
 }
 
+-- apisix/schema_def.lua consumer_group.
+_M.consumer_group = {
+    type = "object",
+    properties = {
+        id = id_schema,
+        name = rule_name_def,
+        desc = desc_def,
+        labels = labels_def,
+        create_time = timestamp_def,
+        update_time = timestamp_def,
+        plugins = plugins_schema,
+    },
+    required = { "id", "plugins" },
+    additionalProperties = false,
+}
+
+-- apisix/schema_def.lua credential: one auth plugin, under /consumers/{name}/credentials/{id}.
+_M.credential = {
+    type = "object",
+    properties = {
+        id = {
+            oneOf = {
+                id_schema,
+                {
+                    type = "string",
+                    minLength = 15,
+                    maxLength = 128,
+                    pattern = [[^[a-zA-Z0-9-_]+/credentials/[a-zA-Z0-9-_.]+$]],
+                },
+            },
+        },
+        name = rule_name_def,
+        desc = desc_def,
+        labels = labels_def,
+        create_time = timestamp_def,
+        update_time = timestamp_def,
+        plugins = { type = "object", maxProperties = 1 },
+    },
+    additionalProperties = false,
+}
+
+-- apisix/schema_def.lua proto (APISIX also compiles `content`; Sluice only stores it).
+_M.proto = {
+    type = "object",
+    properties = {
+        id = id_schema,
+        name = rule_name_def,
+        desc = desc_def,
+        labels = labels_def,
+        create_time = timestamp_def,
+        update_time = timestamp_def,
+        content = { type = "string", minLength = 1, maxLength = 1024 * 1024 },
+    },
+    required = { "content" },
+    additionalProperties = false,
+}
+
+-- apisix/schema_def.lua stream_route (xrpc `protocol` kept to its outer shape).
+_M.stream_route = {
+    type = "object",
+    properties = {
+        id = id_schema,
+        name = rule_name_def,
+        desc = desc_def,
+        labels = labels_def,
+        create_time = timestamp_def,
+        update_time = timestamp_def,
+        remote_addr = remote_addr_def,
+        server_addr = { description = "server IP", type = "string", anyOf = ip_def },
+        server_port = { description = "server port", type = "integer", minimum = 1,
+                        maximum = 65535 },
+        sni = { description = "server name indication", type = "string",
+                pattern = host_def_pat },
+        upstream = upstream_schema,
+        upstream_id = id_schema,
+        service_id = id_schema,
+        plugins = plugins_schema,
+        protocol = {
+            type = "object",
+            properties = {
+                name = { type = "string" },
+                superior_id = id_schema,
+                conf = { description = "protocol-specific configuration", type = "object" },
+                logger = { type = "array" },
+            },
+            required = { "name" },
+        },
+    },
+    additionalProperties = false,
+}
+
+-- The schemas of apisix/secret/{vault,aws,gcp}.lua, by manager, with the fields Sluice seals
+-- at rest (APISIX stores them in clear).
+_M.secret_managers = {
+    vault = {
+        schema = {
+            type = "object",
+            properties = {
+                uri = _M.uri_def,
+                prefix = { type = "string" },
+                token = { type = "string" },
+                namespace = { type = "string" },
+            },
+            required = { "uri", "prefix", "token" },
+        },
+        encrypt_fields = { "token" },
+    },
+    aws = {
+        schema = {
+            type = "object",
+            properties = {
+                access_key_id = { type = "string" },
+                secret_access_key = { type = "string" },
+                session_token = { type = "string" },
+                region = { type = "string", default = "us-east-1" },
+                endpoint_url = _M.uri_def,
+            },
+            required = { "access_key_id", "secret_access_key" },
+        },
+        encrypt_fields = { "secret_access_key", "session_token" },
+    },
+    gcp = {
+        schema = {
+            type = "object",
+            properties = {
+                auth_config = {
+                    type = "object",
+                    properties = {
+                        client_email = { type = "string" },
+                        private_key = { type = "string" },
+                        project_id = { type = "string" },
+                        token_uri = { type = "string",
+                                      default = "https://oauth2.googleapis.com/token" },
+                        scope = { type = "array", items = { type = "string" },
+                                  default = { "https://www.googleapis.com/auth/cloud-platform" } },
+                        entries_uri = { type = "string",
+                                        default = "https://secretmanager.googleapis.com/v1" },
+                    },
+                    required = { "client_email", "private_key", "project_id" },
+                },
+                ssl_verify = { type = "boolean", default = true },
+                auth_file = { type = "string" },
+            },
+            oneOf = {
+                { required = { "auth_config" } },
+                { required = { "auth_file" } },
+            },
+        },
+        encrypt_fields = { "auth_config.private_key" },
+    },
+}
+
 -- The shape common to every plugin's metadata; the plugin's metadata_schema does the rest.
 _M.plugin_metadata = {
     type = "object",
@@ -538,6 +690,10 @@ _M.by_kind = {
     global_rules = _M.global_rule,
     plugin_configs = _M.plugin_config,
     plugin_metadata = _M.plugin_metadata,
+    consumer_groups = _M.consumer_group,
+    credentials = _M.credential,
+    protos = _M.proto,
+    stream_routes = _M.stream_route,
 }
 
 

@@ -112,8 +112,10 @@ subtest 'oversized body' => sub {
 };
 
 subtest 'unsupported methods and resources' => sub {
-    refused('GET', "$A/protos", undef, 404, 'Unsupported resource type: protos',
-            'a resource Sluice does not have');
+    refused('GET', "$A/upstream_groups", undef, 404, 'Unsupported resource type: upstream_groups',
+            'a resource APISIX does not have either');
+    refused('POST', "$A/consumer_groups", { plugins => {} }, 405,
+            'not supported `POST` method for consumer group', 'POST where APISIX refuses it');
     my $res = admin_req($sluice, 'OPTIONS', "$A/routes");
     is $res->{status}, 404, 'OPTIONS: 404';
 };

@@ -1,6 +1,7 @@
 -- admin/init.lua -- the Admin API: client address check, X-API-KEY, request parsing and
--- dispatch to admin/resource.lua (routes, services, upstreams, consumers, plugin_configs,
--- global_rules, plugin_metadata, ssls) and admin/plugins.lua (plugins, schemas).
+-- dispatch to admin/resource.lua (routes, services, upstreams, consumers and their credentials,
+-- consumer_groups, plugin_configs, global_rules, plugin_metadata, ssls, secrets, protos,
+-- stream_routes) and admin/plugins.lua (plugins, schemas).
 --
 -- The C host calls, in every worker, admin.init(opts) once and admin.handle(req) for each
 -- request on the admin listener:
@@ -348,12 +349,26 @@ local function dispatch(req)
         return plugins.get(ctx, id, req.args)
     end
 
-    if not resource.KINDS[res] then
-        return 404, { error_msg = "Unsupported resource type: " .. res }
+    -- /consumers/{username}/credentials[/{id}]: the credentials of one consumer (scope)
+    local scope
+    if res == "consumers" and segs[5] == "credentials" then
+        res, scope, id = "credentials", id, segs[6]
+        sub_path = #segs > 6 and concat(segs, "/", 7) or nil
+
+    elseif res == "secrets" and id ~= nil then
+        -- /secrets/{manager}/{id}: stored as "<manager>/<id>"; /secrets/{manager} lists one
+        -- manager's secrets
+        if segs[5] then
+            id = id .. "/" .. segs[5]
+            sub_path = #segs > 5 and concat(segs, "/", 6) or nil
+
+        else
+            scope, id = id, nil
+        end
     end
 
-    if segs[5] == "credentials" and res == "consumers" then
-        return 404, { error_msg = "Unsupported resource type: credentials" }
+    if not resource.KINDS[res] then
+        return 404, { error_msg = "Unsupported resource type: " .. res }
     end
 
     local handler = ({ GET = "get", PUT = "put", POST = "post", DELETE = "delete",
@@ -375,20 +390,29 @@ local function dispatch(req)
         return 400, { error_msg = "invalid argument ttl: should be a number" }
     end
 
-    if handler == "get" then
-        return resource.get(ctx, res, id, req.args)
-
-    elseif handler == "put" then
-        return resource.put(ctx, res, id, body)
-
-    elseif handler == "post" then
-        return resource.post(ctx, res, id, body)
-
-    elseif handler == "delete" then
-        return resource.delete(ctx, res, id, req.args)
+    -- etcd grants no lease of zero or less; Sluice says so rather than store an expired item
+    if req.args.ttl and tonumber(req.args.ttl) <= 0 then
+        return 400, { error_msg = "invalid argument ttl: should be a positive number" }
     end
 
-    return resource.patch(ctx, res, id, body, sub_path)
+    if res == "secrets" and handler ~= "get" and handler ~= "post" and id == nil then
+        return 400, { error_msg = scope and "missing secret id" or "missing secret type" }
+    end
+
+    if handler == "get" then
+        return resource.get(ctx, res, id, req.args, scope)
+
+    elseif handler == "put" then
+        return resource.put(ctx, res, id, body, req.args, scope)
+
+    elseif handler == "post" then
+        return resource.post(ctx, res, id, body, req.args)
+
+    elseif handler == "delete" then
+        return resource.delete(ctx, res, id, req.args, scope)
+    end
+
+    return resource.patch(ctx, res, id, body, sub_path, req.args)
 end
 
 

@@ -8,6 +8,7 @@
 local cjson    = require("cjson.safe")
 local schema   = require("sluice.schema")
 local validate = require("sluice.config.validate")
+local store    = require("sluice.config.store")
 
 local type       = type
 local pcall      = pcall
@@ -21,12 +22,17 @@ local tab_sort   = table.sort
 local tab_concat = table.concat
 local deepcopy   = schema.deepcopy
 local null       = cjson.null
+local expired    = store.expired
+local clock      = store.now
 
 local MIN_PAGE_SIZE = 10
 local MAX_PAGE_SIZE = 500
 
 -- Per resource: the word APISIX uses in messages, which methods it refuses, whether the id
 -- comes from the body (consumers: username; plugin_metadata: the plugin name in the path).
+-- credentials live under a consumer (`scope`, the username): stored as "<username>/<id>",
+-- their value.id is the credential id. secrets are stored as "<manager>/<id>", which is also
+-- their value.id, as in APISIX.
 local KINDS = {
     routes = { kind = "route", filters = { service_id = true, upstream_id = true } },
     services = { kind = "service" },
@@ -37,6 +43,13 @@ local KINDS = {
     plugin_metadata = { kind = "plugin_metadata", no_id = true,
                         unsupported = { post = true, patch = true } },
     ssls = { kind = "ssl" },
+    consumer_groups = { kind = "consumer group", unsupported = { post = true } },
+    credentials = { kind = "credential", scoped = true,
+                    unsupported = { post = true, patch = true } },
+    secrets = { kind = "secret", unsupported = { post = true } },
+    protos = { kind = "proto", unsupported = { patch = true } },
+    stream_routes = { kind = "stream route", unsupported = { patch = true },
+                      filters = { service_id = true, upstream_id = true } },
 }
 
 local _M = { KINDS = KINDS }
@@ -60,7 +73,29 @@ end
 
 
 local function etcd_key(name, id)
+    if name == "credentials" then
+        local user, cid = tostring(id):match("^([^/]+)/(.+)$")
+        return "/apisix/consumers/" .. user .. "/credentials/" .. cid
+    end
+
     return "/apisix/" .. name .. "/" .. tostring(id)
+end
+
+
+-- the store key of a resource: credentials are kept per consumer
+local function store_key(name, id, scope)
+    if KINDS[name].scoped then
+        return scope .. "/" .. tostring(id)
+    end
+
+    return tostring(id)
+end
+
+
+-- ?ttl=N -> the entry's expire_at (init.lua has checked that N is a positive number)
+local function expire_at(args)
+    local ttl = args and tonumber(args.ttl)
+    return ttl and clock() + ttl or nil
 end
 
 
@@ -316,6 +351,45 @@ function delete_checkers.ssls(id, doc)
 end
 
 
+function delete_checkers.consumer_groups(id, doc)
+    for _, name in ipairs(sorted_ids(doc.consumers)) do
+        local v = doc.consumers[name].value
+        if type(v) == "table" and v.group_id ~= nil and tostring(v.group_id) == id then
+            return "can not delete this consumer group, consumer [" .. name
+                   .. "] is still using it now"
+        end
+    end
+end
+
+
+function delete_checkers.protos(id, doc)
+    for _, o in ipairs({ { "routes", "route" }, { "services", "service" } }) do
+        local map, label = doc[o[1]], o[2]
+        for _, rid in ipairs(sorted_ids(map)) do
+            local v = map[rid].value
+            local gt = type(v) == "table" and type(v.plugins) == "table"
+                       and v.plugins["grpc-transcode"]
+            if type(gt) == "table" and gt.proto_id ~= nil and tostring(gt.proto_id) == id then
+                return "can not delete this proto, " .. label .. " [" .. tostring(v.id or rid)
+                       .. "] is still using it now"
+            end
+        end
+    end
+end
+
+
+function delete_checkers.stream_routes(id, doc)
+    for _, rid in ipairs(sorted_ids(doc.stream_routes)) do
+        local v = doc.stream_routes[rid].value
+        local p = type(v) == "table" and v.protocol
+        if type(p) == "table" and p.superior_id ~= nil and tostring(p.superior_id) == id then
+            return "can not delete this stream route directly, stream route ["
+                   .. tostring(v.id or rid) .. "] is still using it as superior_id"
+        end
+    end
+end
+
+
 -- Reading ----------------------------------------------------------------------------------
 
 local function list_filter(name, value, args)
@@ -363,28 +437,40 @@ local function list_filter(name, value, args)
 end
 
 
-function _M.get(ctx, name, id, args)
+-- scope: the consumer of credentials; for a list, a key prefix (secrets: the manager)
+function _M.get(ctx, name, id, args, scope)
     local doc, err = ctx.store:read()
     if not doc then
         return 503, err_body(err)
     end
 
+    local now = clock()
     local map = doc[name] or {}
     if id then
-        local entry = map[id]
-        if not entry then
+        local key = store_key(name, id, scope)
+        local entry = map[key]
+        if not entry or expired(entry, now) then
             return 404, { error_msg = "Key not found", message = "Key not found" }
         end
 
-        return 200, envelope(name, id, entry)
+        return 200, envelope(name, key, entry)
     end
 
+    local prefix = scope and scope .. "/"
     local list = {}
     for _, key in ipairs(sorted_ids(map)) do
         local entry = map[key]
-        if type(entry.value) == "table" and list_filter(name, entry.value, args) then
+        if type(entry.value) == "table" and not expired(entry, now)
+           and (not prefix or key:sub(1, #prefix) == prefix)
+           and list_filter(name, entry.value, args)
+        then
             list[#list + 1] = envelope(name, key, entry)
         end
+    end
+
+    if KINDS[name].scoped and #list == 0 then
+        -- APISIX lists credentials as an etcd directory that has no init_dir: none is a 404
+        return 404, { error_msg = "Key not found", message = "Key not found" }
     end
 
     local total = #list
@@ -439,8 +525,9 @@ local function write(ctx, fn)
 end
 
 
-local function check_value(ctx, name, value, doc)
-    local ok, err = validate.resource(name, deepcopy(value), doc, ctx.registry)
+local function check_value(ctx, name, value, doc, scope)
+    local opts = scope and { consumer = scope } or nil
+    local ok, err = validate.resource(name, deepcopy(value), doc, ctx.registry, opts)
     if not ok then
         return nil, { status = 400, body = err_body(err) }
     end
@@ -449,7 +536,7 @@ local function check_value(ctx, name, value, doc)
 end
 
 
-local function store_value(doc, name, key, value, now, status_if_new)
+local function store_value(doc, name, key, value, now, status_if_new, expire)
     local map = doc[name]
     local old = map[key]
     value.create_time = old and type(old.value) == "table" and old.value.create_time or now
@@ -458,6 +545,7 @@ local function store_value(doc, name, key, value, now, status_if_new)
         value = value,
         createdIndex = old and old.createdIndex or doc._index,
         modifiedIndex = doc._index,
+        expire_at = expire,
     }
     map[key] = entry
     return {
@@ -468,7 +556,7 @@ local function store_value(doc, name, key, value, now, status_if_new)
 end
 
 
-function _M.put(ctx, name, id, conf)
+function _M.put(ctx, name, id, conf, args, scope)
     local meta = KINDS[name]
     if meta.unsupported and meta.unsupported.put then
         return 405, err_body("not supported `PUT` method for " .. meta.kind)
@@ -515,18 +603,22 @@ function _M.put(ctx, name, id, conf)
     end
 
     return write(ctx, function(doc)
-        local ok, err = check_value(ctx, name, conf, doc)
+        local ok, err = check_value(ctx, name, conf, doc, scope)
         if not ok then
             return nil, err
         end
 
-        local key = name == "consumers" and conf.username or tostring(conf.id)
-        return store_value(doc, name, key, conf, ctx.now(), 201)
+        if name == "credentials" and not doc.consumers[scope] then
+            return fail(404, "consumer not found")
+        end
+
+        local key = name == "consumers" and conf.username or store_key(name, conf.id, scope)
+        return store_value(doc, name, key, conf, ctx.now(), 201, expire_at(args))
     end)
 end
 
 
-function _M.post(ctx, name, id, conf)
+function _M.post(ctx, name, id, conf, args)
     local meta = KINDS[name]
     if meta.unsupported and meta.unsupported.post then
         return 405, err_body("not supported `POST` method for " .. meta.kind)
@@ -565,12 +657,12 @@ function _M.post(ctx, name, id, conf)
         end
 
         conf.id = key
-        return store_value(doc, name, key, conf, ctx.now(), 201)
+        return store_value(doc, name, key, conf, ctx.now(), 201, expire_at(args))
     end)
 end
 
 
-function _M.delete(ctx, name, id, args)
+function _M.delete(ctx, name, id, args, scope)
     local meta = KINDS[name]
     if id == nil then
         return 400, err_body("missing " .. meta.kind .. " id")
@@ -585,18 +677,29 @@ function _M.delete(ctx, name, id, args)
             end
         end
 
-        if not doc[name][id] then
+        local key = store_key(name, id, scope)
+        if not doc[name][key] then
             return not_found()
         end
 
-        doc[name][id] = nil
-        return { status = 200, body = { deleted = "1", key = etcd_key(name, id) },
+        doc[name][key] = nil
+        if name == "consumers" then
+            -- a consumer's credentials go with it (APISIX: rmdir of its credentials/)
+            local prefix = key .. "/"
+            for ckey in pairs(doc.credentials) do
+                if ckey:sub(1, #prefix) == prefix then
+                    doc.credentials[ckey] = nil
+                end
+            end
+        end
+
+        return { status = 200, body = { deleted = "1", key = etcd_key(name, key) },
                  version = doc._index }
     end)
 end
 
 
-function _M.patch(ctx, name, id, conf, sub_path)
+function _M.patch(ctx, name, id, conf, sub_path, args)
     local meta = KINDS[name]
     if meta.unsupported and meta.unsupported.patch then
         return 405, err_body("not supported `PATCH` method for " .. meta.kind)
@@ -660,7 +763,7 @@ function _M.patch(ctx, name, id, conf, sub_path)
         end
 
         local fresh = { value = node, createdIndex = entry.createdIndex,
-                        modifiedIndex = doc._index }
+                        modifiedIndex = doc._index, expire_at = expire_at(args) }
         doc[name][id] = fresh
         return { status = 200, body = envelope(name, id, fresh), version = doc._index }
     end)

@@ -13,8 +13,15 @@
 --     },
 --     services = {}, upstreams = {}, plugin_configs = {}, global_rules = {}, ssls = {},
 --     consumers = {},              -- keyed by username
+--     credentials = {},            -- keyed "<username>/<credential id>"
+--     secrets = {},                -- keyed "<manager>/<id>" ("vault/1")
 --     plugin_metadata = {},        -- keyed by plugin name
+--     consumer_groups = {}, protos = {}, stream_routes = {},
 --   }
+--
+-- An entry written with ?ttl=N also has expire_at (seconds since the epoch, fractional, see
+-- store.now()). An expired entry is gone: every transaction drops expired entries before its
+-- function runs, readers skip them (store.expired), and st:sweep() removes them from the file.
 --
 -- Values are stored as written (no schema defaults). Secrets are sealed at rest: the fields a
 -- plugin names in encrypt_fields (dotted paths; a table-valued field such as auth.header has
@@ -40,6 +47,7 @@ local ffi    = require("ffi")
 local cjson  = require("cjson.safe")
 local crypto = require("sluice.crypto")
 local schema = require("sluice.schema")
+local schema_def = require("sluice.schema_def")
 
 local type         = type
 local pairs        = pairs
@@ -55,6 +63,7 @@ local io_open      = io.open
 local os_time      = os.time
 local str_find     = string.find
 local str_sub      = string.sub
+local str_match    = string.match
 local str_fmt      = string.format
 local tab_concat   = table.concat
 local ffi_str      = ffi.string
@@ -62,9 +71,11 @@ local ffi_str      = ffi.string
 local FORMAT  = "sluice-store"
 local VERSION = 1
 local KINDS = { "routes", "services", "upstreams", "consumers", "plugin_configs",
-                "global_rules", "plugin_metadata", "ssls" }
+                "global_rules", "plugin_metadata", "ssls", "consumer_groups", "credentials",
+                "secrets", "protos", "stream_routes" }
 local TYPE_CONSUMER = 1
 local TYPE_METADATA = 2
+local SECRET_MANAGERS = schema_def.secret_managers
 
 local O_RDONLY  = 0
 local O_WRONLY  = 1
@@ -119,8 +130,26 @@ cdef([[typedef struct {
 } sl_store_glob_t;]])
 cdef("int glob(const char *pattern, int flags, void *errfunc, sl_store_glob_t *pglob);")
 cdef("void globfree(sl_store_glob_t *pglob);")
+cdef("typedef struct { long tv_sec; long tv_nsec; } sl_store_timespec_t;")
+cdef("int clock_gettime(int clk_id, sl_store_timespec_t *tp);")
 
 local C = ffi.C
+local CLOCK_REALTIME = 0
+local now_ts = ffi.new("sl_store_timespec_t")
+
+
+-- store.now() -> seconds since the epoch with sub-second precision (the clock of expire_at)
+function _M.now()
+    C.clock_gettime(CLOCK_REALTIME, now_ts)
+    return tonumber(now_ts.tv_sec) + tonumber(now_ts.tv_nsec) / 1e9
+end
+
+
+-- store.expired(entry, now) -> true when the entry was written with a ttl that has run out
+function _M.expired(entry, now)
+    local at = type(entry) == "table" and entry.expire_at
+    return type(at) == "number" and at <= (now or _M.now())
+end
 
 
 local function errstr(what, path)
@@ -359,9 +388,10 @@ local function each_secret_site(registry, kind, id, value, fn)
 
     local plugins = value.plugins
     if type(plugins) == "table" and kind ~= "plugin_metadata" and kind ~= "upstreams"
-       and kind ~= "ssls"
+       and kind ~= "ssls" and kind ~= "secrets"
     then
-        local schema_type = kind == "consumers" and TYPE_CONSUMER or nil
+        local schema_type = (kind == "consumers" or kind == "credentials") and TYPE_CONSUMER
+                            or nil
         for name, conf in pairs(plugins) do
             if type(conf) == "table" then
                 local fields = encrypt_fields(registry, name, schema_type)
@@ -384,8 +414,15 @@ local function each_secret_site(registry, kind, id, value, fn)
     elseif kind == "upstreams" then
         fn(nil, nil, { "tls.client_key" })
 
-    elseif kind == "routes" or kind == "services" then
+    elseif kind == "routes" or kind == "services" or kind == "stream_routes" then
         fn(nil, nil, { "upstream.tls.client_key" })
+
+    elseif kind == "secrets" then
+        local manager = str_match(tostring(id), "^([^/]+)/")
+        local m = manager and SECRET_MANAGERS[manager]
+        if m then
+            fn(nil, nil, m.encrypt_fields)
+        end
     end
 end
 
@@ -713,8 +750,19 @@ local function commit(self, fn)
 
     doc._index = doc._index + 1
 
+    local now, dropped = _M.now(), 0
+    for _, kind in ipairs(KINDS) do
+        local map = doc[kind]
+        for id, entry in pairs(map) do
+            if _M.expired(entry, now) then
+                map[id] = nil
+                dropped = dropped + 1
+            end
+        end
+    end
+
     local result
-    result, err = fn(doc)
+    result, err = fn(doc, dropped)
     if result == nil then
         return nil, err
     end
@@ -731,11 +779,12 @@ local function commit(self, fn)
 end
 
 
--- st:transaction(fn) -> result | nil, err. fn(doc) gets a private decrypted copy of the
+-- st:transaction(fn) -> result | nil, err. fn(doc, dropped) gets a private decrypted copy of the
 -- current document (its own top level and kind maps; the entries are shared and must be
 -- replaced, not changed) with doc._index already set to this write's index; it mutates it and
 -- returns a non-nil result to commit, or nil, err to leave the file untouched (err is passed
 -- back as is, so it may be a table). Errors raised by fn also leave the file untouched.
+-- Expired entries are already gone from doc; dropped says how many there were.
 function mt:transaction(fn)
     local lock = sys_open(self.lock_path, O_RDWR + O_CREAT + O_CLOEXEC, 384)
     if lock < 0 then
@@ -761,6 +810,28 @@ function mt:transaction(fn)
     end
 
     return res, err
+end
+
+
+-- st:sweep() -> true when expired entries were removed from the file, false when there were
+-- none, nil, err on failure.
+function mt:sweep()
+    local res, err = self:transaction(function(doc, dropped)
+        if dropped == 0 then
+            return nil, "nothing expired"
+        end
+
+        return { version = doc._index }
+    end)
+    if res then
+        return true
+    end
+
+    if err == "nothing expired" then
+        return false
+    end
+
+    return nil, err
 end
 
 

@@ -30,12 +30,12 @@ local TYPE_CONSUMER = schema.TYPE_CONSUMER
 local TYPE_METADATA = schema.TYPE_METADATA
 
 -- The order resources are indexed and checked in a standalone document.
-local KINDS = { "upstreams", "ssls", "services", "plugin_configs", "routes", "consumers",
-                "global_rules", "plugin_metadata" }
+local KINDS = { "upstreams", "ssls", "services", "plugin_configs", "routes", "consumer_groups",
+                "consumers", "global_rules", "plugin_metadata" }
 
--- APISIX resource types Sluice does not serve; a standalone file may carry them.
+-- APISIX resource types a standalone file may carry that Sluice does not read from one.
 local IGNORED_KINDS = { stream_routes = true, protos = true, secrets = true,
-                        consumer_groups = true, graphql_cost_decorations = true }
+                        graphql_cost_decorations = true }
 
 -- Auth plugins whose key attribute must be unique across consumers (apisix/consumer.lua).
 local UNIQUE_KEY_ATTRS = {
@@ -386,30 +386,56 @@ function checkers.upstreams(value, doc, _, opts)
 end
 
 
-local function duplicate_consumer_key(value, doc)
-    local consumers = doc and doc.consumers
-    if type(consumers) ~= "table" then
-        return nil
+local function sorted_keys(map)
+    local keys = {}
+    for k in pairs(type(map) == "table" and map or {}) do
+        keys[#keys + 1] = k
     end
 
-    for plugin_name, attr in pairs(UNIQUE_KEY_ATTRS) do
-        local conf = value.plugins[plugin_name]
-        local key = type(conf) == "table" and conf[attr]
+    tab_sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    return keys
+end
+
+
+local function holds_key(value, plugin_name, attr, key)
+    local conf = type(value) == "table" and type(value.plugins) == "table"
+                 and value.plugins[plugin_name]
+    return type(conf) == "table" and conf[attr] == key
+end
+
+
+-- apisix/consumer.lua check_duplicate_key: an auth key in `plugins` that another consumer or
+-- credential holds. Writing a consumer (self_cred nil), its own credentials do not count;
+-- writing a credential, only that credential itself does not. Consumers are looked at before
+-- credentials, each in key order, so the message is the same on every run.
+local function duplicate_key(plugins, doc, self_consumer, self_cred)
+    for _, plugin_name in ipairs(sorted_keys(plugins)) do
+        local attr = UNIQUE_KEY_ATTRS[plugin_name]
+        local conf = plugins[plugin_name]
+        local key = attr and type(conf) == "table" and conf[attr]
         if type(key) == "string" and not is_secret_ref(key) then
-            local owners = {}
-            for name, entry in pairs(consumers) do
-                local other = type(entry) == "table" and entry.value
-                local oconf = type(other) == "table" and type(other.plugins) == "table"
-                              and other.plugins[plugin_name]
-                if name ~= value.username and type(oconf) == "table" and oconf[attr] == key then
-                    owners[#owners + 1] = name
+            local consumers = doc and doc.consumers
+            for _, name in ipairs(sorted_keys(consumers)) do
+                local entry = consumers[name]
+                if (name ~= self_consumer or self_cred)
+                   and holds_key(type(entry) == "table" and entry.value, plugin_name, attr, key)
+                then
+                    return "duplicate " .. attr .. " of plugin " .. plugin_name
+                           .. " found with consumer: " .. name
                 end
             end
 
-            if #owners > 0 then
-                tab_sort(owners)
-                return "duplicate " .. attr .. " of plugin " .. plugin_name
-                       .. " found with consumer: " .. owners[1]
+            local creds = doc and doc.credentials
+            for _, ckey in ipairs(sorted_keys(creds)) do
+                local owner, cid = tostring(ckey):match("^([^/]+)/(.+)$")
+                local entry = creds[ckey]
+                local is_self = owner == self_consumer and (not self_cred or cid == self_cred)
+                if owner and not is_self
+                   and holds_key(type(entry) == "table" and entry.value, plugin_name, attr, key)
+                then
+                    return "duplicate " .. attr .. " of plugin " .. plugin_name
+                           .. " found with credential: " .. cid .. " of consumer: " .. owner
+                end
             end
         end
     end
@@ -430,16 +456,132 @@ function checkers.consumers(value, doc, registry, opts)
             return false, "invalid plugins configuration: " .. err
         end
 
-        err = duplicate_consumer_key(value, doc)
+        err = duplicate_key(value.plugins, doc, value.username)
         if err then
             return false, err
         end
     end
 
-    if value.group_id ~= nil and not (opts and opts.skip_references) then
-        -- consumer groups are not a Sluice resource, so no group id can resolve
+    if value.group_id ~= nil and not (opts and opts.skip_references)
+       and not lookup(doc, "consumer_groups", value.group_id)
+    then
         return false, "failed to fetch consumer group info by consumer group id ["
                       .. tostring(value.group_id) .. "], response code: 404"
+    end
+
+    return true
+end
+
+
+-- apisix/admin/credentials.lua: only auth plugins, checked with their consumer schema.
+-- opts.consumer (the owner's username) turns on the duplicate-key check.
+function checkers.credentials(value, doc, registry, opts)
+    local ok, err = schema.check(schema_def.credential, value)
+    if not ok then
+        return invalid(err)
+    end
+
+    if value.plugins then
+        ok, err = _M.check_plugins(value.plugins, registry, TYPE_CONSUMER)
+        if not ok then
+            return false, "invalid plugins configuration: " .. err
+        end
+
+        for _, name in ipairs(sorted_keys(value.plugins)) do
+            local p = registry.get(name)
+            if type(p) ~= "table" or p.type ~= "auth" then
+                return false, "only supports auth type plugins in consumer credential"
+            end
+        end
+
+        if opts and opts.consumer then
+            err = duplicate_key(value.plugins, doc, opts.consumer, tostring(value.id))
+            if err then
+                return false, err
+            end
+        end
+    end
+
+    return true
+end
+
+
+-- apisix/admin/consumer_group.lua: the plugins are checked as a route's.
+function checkers.consumer_groups(value, _, registry)
+    local ok, err = schema.check(schema_def.consumer_group, value)
+    if not ok then
+        return invalid(err)
+    end
+
+    return _M.check_plugins(value.plugins, registry)
+end
+
+
+-- apisix/admin/secrets.lua: value.id is "<manager>/<id>"; the manager's own schema.
+function checkers.secrets(value)
+    local manager = type(value.id) == "string" and value.id:match("^([^/]+)/") or nil
+    if not manager then
+        return false, "missing secret type"
+    end
+
+    local m = schema_def.secret_managers[manager]
+    if not m then
+        return false, "invalid secret manager: " .. manager
+    end
+
+    local ok, err = schema.check(m.schema, value)
+    if not ok then
+        return invalid(err)
+    end
+
+    return true
+end
+
+
+-- apisix/admin/proto.lua, except that the content is not compiled (nothing here uses it).
+function checkers.protos(value)
+    local ok, err = schema.check(schema_def.proto, value)
+    if not ok then
+        return invalid(err)
+    end
+
+    return true
+end
+
+
+-- apisix/admin/stream_routes.lua: schema, references, the xrpc superior route.
+function checkers.stream_routes(value, doc, _, opts)
+    local ok, err = schema.check(schema_def.stream_route, value)
+    if not ok then
+        return invalid(err)
+    end
+
+    ok, err = check_ref(doc, opts, "upstreams", value.upstream_id, "upstream")
+    if ok then
+        ok, err = check_ref(doc, opts, "services", value.service_id, "service")
+    end
+
+    if not ok then
+        return false, err
+    end
+
+    local sup = value.protocol and value.protocol.superior_id
+    if sup ~= nil and not (opts and opts.skip_references) then
+        if value.id ~= nil and tostring(sup) == tostring(value.id) then
+            return false, "stream route can not set itself as superior_id"
+        end
+
+        local entry = lookup(doc, "stream_routes", sup)
+        if not entry then
+            return false, "failed to fetch stream routes[" .. tostring(sup)
+                          .. "], response code: 404"
+        end
+
+        local sp = type(entry.value) == "table" and entry.value.protocol
+        if type(sp) == "table" and sp.name ~= value.protocol.name then
+            return false, "protocol mismatch: subordinate protocol [" .. value.protocol.name
+                          .. "] does not match superior protocol [" .. tostring(sp.name) .. "]"
+        end
     end
 
     return true
@@ -582,10 +724,12 @@ end
 
 -- validate.resource(kind, value, doc, registry, opts) -> true | false, err
 --   kind: routes, services, upstreams, consumers, plugin_configs, global_rules,
---         plugin_metadata (value.id is the plugin name), ssls
+--         plugin_metadata (value.id is the plugin name), ssls, consumer_groups, credentials
+--         (opts.consumer: the owner), secrets (value.id is "<manager>/<id>"), protos,
+--         stream_routes
 --   doc: store-shaped document used for references, duplicate keys and global-rule conflicts
 --   registry: plugin registry with get(name)
---   opts.skip_references: do not resolve *_id references
+--   opts.skip_references: do not resolve *_id references (and group_id, superior_id)
 -- Fills schema defaults into value.
 function _M.resource(kind, value, doc, registry, opts)
     local checker = checkers[kind]
