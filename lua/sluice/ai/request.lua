@@ -216,6 +216,43 @@ end
 _M.top_level_spans = top_level_spans
 
 
+-- `"key":value` for a top-level key; memoised for string values (options.model and the like
+-- repeat on every request; two cjson calls and a concatenation each time otherwise). Bounded.
+local pair_memo, pair_memo_n = {}, 0
+
+
+local function encode_pair(k, v)
+    local by_v = type(v) == "string" and pair_memo[k]
+    local pair = by_v and by_v[v]
+    if pair then
+        return pair
+    end
+
+    local ev = encode(v)
+    if not ev then
+        return nil
+    end
+
+    pair = encode(k) .. ":" .. ev
+    if type(v) == "string" and #v <= 256 then
+        if pair_memo_n >= 1024 then
+            pair_memo, pair_memo_n = {}, 0
+        end
+
+        by_v = pair_memo[k]
+        if not by_v then
+            by_v = {}
+            pair_memo[k] = by_v
+        end
+
+        by_v[v] = pair
+        pair_memo_n = pair_memo_n + 1
+    end
+
+    return pair
+end
+
+
 -- splice(raw, out, changed) -> JSON text: raw with the `changed` top-level keys replaced by
 -- their values in `out` (removed when nil; new ones appended, sorted), or nil when raw cannot
 -- be scanned.
@@ -237,12 +274,12 @@ local function splice(raw, out, changed)
                 done[k] = true
                 local v = out[k]
                 if v ~= nil then
-                    local ev = encode(v)
-                    if not ev then
+                    local pair = encode_pair(k, v)
+                    if not pair then
                         return nil
                     end
 
-                    parts[#parts + 1] = encode(k) .. ":" .. ev
+                    parts[#parts + 1] = pair
                 end
             end
 
@@ -260,12 +297,12 @@ local function splice(raw, out, changed)
 
     sort(extra)
     for _, k in ipairs(extra) do
-        local ev = encode(out[k])
-        if not ev then
+        local pair = encode_pair(k, out[k])
+        if not pair then
             return nil
         end
 
-        parts[#parts + 1] = encode(k) .. ":" .. ev
+        parts[#parts + 1] = pair
     end
 
     return "{" .. concat(parts, ",") .. "}"
