@@ -79,6 +79,10 @@ local BODY_USAGE = {
     ["openai-embeddings"] = true,
 }
 
+-- A nil local: naming a key with it in a table constructor reserves the key's slot (see
+-- sluice/ctx.lua) without giving it a value.
+local NONE      -- luacheck: ignore 221 (never set: that is the point)
+
 -- sluice.metrics is loaded on first use: the master loads plugins for schema checks only.
 local metrics
 
@@ -298,7 +302,8 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
 
     local now = fresh_now()
     ctx.llm_request_start_time = now
-    ctx[NAME] = {
+    -- every field the phases set is named here, so the table is made at its final size
+    local st = {
         client = client,
         target = target,
         converter = info.converter,
@@ -307,11 +312,35 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
         collect = collect,
         start = now,
         bytes = 0,
+        active = NONE,
+        status = NONE,
+        streaming = NONE,
+        nonstream = NONE,
+        mode = NONE,
+        failed = NONE,
+        ttft = NONE,
+        deadline = NONE,
+        sse = NONE,
+        ss = NONE,
+        acc = NONE,
+        parts = NONE,
+        replace = NONE,
+        replaced = NONE,
+        sent = NONE,
+        cut = NONE,
+        eof = NONE,
+        end_time = NONE,
+        invalid = NONE,
+        final_usage = NONE,
+        final_raw = NONE,
+        tool_call = NONE,
+        text = NONE,
     }
+    ctx[NAME] = st
 
     pdk.upstream.set(ctx, req)
     llm_active(ctx, 1)
-    ctx[NAME].active = true
+    st.active = true
     return nil
 end
 
@@ -323,6 +352,33 @@ function _M.access(conf, ctx)
     end
 
     return _M.proxy_to(conf, conf, ctx, body, raw, "ai-proxy-" .. conf.provider)
+end
+
+
+-- Header name as the provider spelled it -> whether it is stripped; a provider sends the same
+-- few dozen names again and again (bounded).
+local strip_memo, strip_memo_n = {}, 0
+
+
+local function strip_decision(name)
+    local lname = lower(name)
+    local drop = STRIP_HEADERS[lname] or false
+    if not drop then
+        for _, prefix in ipairs(STRIP_PREFIXES) do
+            if sub(lname, 1, #prefix) == prefix then
+                drop = true
+                break
+            end
+        end
+    end
+
+    if strip_memo_n >= 1024 then
+        strip_memo, strip_memo_n = {}, 0
+    end
+
+    strip_memo[name] = drop
+    strip_memo_n = strip_memo_n + 1
+    return drop
 end
 
 
@@ -340,15 +396,9 @@ local function filter_response_headers()
 
     local strip
     for name in pairs(headers) do
-        local lname = lower(name)
-        local drop = STRIP_HEADERS[lname]
-        if not drop then
-            for _, prefix in ipairs(STRIP_PREFIXES) do
-                if sub(lname, 1, #prefix) == prefix then
-                    drop = true
-                    break
-                end
-            end
+        local drop = strip_memo[name]
+        if drop == nil then
+            drop = strip_decision(name)
         end
 
         if drop then

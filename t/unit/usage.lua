@@ -78,7 +78,7 @@ do
     is_deeply(u, u6(23, 8, 31), "openai-chat body")
     is(raw.total_tokens, 31, "raw")
     is(decoded, nil, "body not decoded whole")
-    is(decodes, 1, "one decode: the usage object")
+    is(decodes, 0, "usage object read without cjson (integer counts)")
 
     local emb = { '{"object":"list","data":[' }
     for i = 1, 2000 do
@@ -90,7 +90,24 @@ do
     decodes = 0
     u = usage.from_body_string("openai-embeddings", table.concat(emb))
     is_deeply(u, u6(8, 0, 8), "large embeddings body")
-    is(decodes, 1, "embeddings: only the usage object decoded")
+    is(decodes, 0, "embeddings: only the usage object read, without cjson")
+
+    decodes = 0
+    u = usage.from_body_string("openai-chat", '{"usage":{"prompt_tokens":2,"completion_tokens":1,'
+                               .. '"total_tokens":3,"x":1.5}}')
+    is_deeply(u, u6(2, 1, 3), "usage object with a fraction")
+    is(decodes, 1, "usage object other than integer counts: cjson decodes it")
+
+    local cases = {
+        '{"completion_tokens":3,"prompt_tokens":7,"total_tokens":10}', '{}',
+        '{"a":{"b":1,"c":{}},"d":0}', '{"a":01}', '{"a":-1}', '{"a":null}', '{"a" :1}',
+        '{"a\\"b":1}', '{"a":1,"a":2}', '{"a":123456789012345678}', '{"a":[1]}', '{"a":1,}',
+        '{"a":1', '{"a":{"b":{"c":{"d":1}}}}', '{"":1}', '{"a":1e3}', '{"a":true}',
+        '{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":0},"total_tokens":12}',
+    }
+    for _, c in ipairs(cases) do
+        is_deeply(usage.decode_counts(c), cjson.decode(c), "decode_counts as cjson: " .. c)
+    end
 
     -- a nested "usage" (a tool schema property) before the real one
     local resp = '{"tools":[{"parameters":{"properties":{"usage":{"type":"object"}}}}],'

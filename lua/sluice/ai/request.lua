@@ -42,6 +42,12 @@ local sort = table.sort
 local encode = convert.encode
 local deep_copy = convert.deep_copy
 
+local has_clone, clone = pcall(require, "table.clone")
+local has_new, new_tab = pcall(require, "table.new")
+if not has_new then
+    new_tab = function() return {} end
+end
+
 local QUOTE, COLON, COMMA, BACKSLASH = 34, 58, 44, 92
 local LBRACE, RBRACE, LBRACKET = 123, 125, 91
 
@@ -50,6 +56,8 @@ local DROP_HEADERS = {
     "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key",
     "x-goog-api-key", "accept-encoding",
 }
+
+local EMPTY = {}                -- read-only stand-in for an absent table
 
 local _M = { DROP_HEADERS = DROP_HEADERS }
 
@@ -208,6 +216,43 @@ end
 _M.top_level_spans = top_level_spans
 
 
+-- `"key":value` for a top-level key; memoised for string values (options.model and the like
+-- repeat on every request; two cjson calls and a concatenation each time otherwise). Bounded.
+local pair_memo, pair_memo_n = {}, 0
+
+
+local function encode_pair(k, v)
+    local by_v = type(v) == "string" and pair_memo[k]
+    local pair = by_v and by_v[v]
+    if pair then
+        return pair
+    end
+
+    local ev = encode(v)
+    if not ev then
+        return nil
+    end
+
+    pair = encode(k) .. ":" .. ev
+    if type(v) == "string" and #v <= 256 then
+        if pair_memo_n >= 1024 then
+            pair_memo, pair_memo_n = {}, 0
+        end
+
+        by_v = pair_memo[k]
+        if not by_v then
+            by_v = {}
+            pair_memo[k] = by_v
+        end
+
+        by_v[v] = pair
+        pair_memo_n = pair_memo_n + 1
+    end
+
+    return pair
+end
+
+
 -- splice(raw, out, changed) -> JSON text: raw with the `changed` top-level keys replaced by
 -- their values in `out` (removed when nil; new ones appended, sorted), or nil when raw cannot
 -- be scanned.
@@ -229,12 +274,12 @@ local function splice(raw, out, changed)
                 done[k] = true
                 local v = out[k]
                 if v ~= nil then
-                    local ev = encode(v)
-                    if not ev then
+                    local pair = encode_pair(k, v)
+                    if not pair then
                         return nil
                     end
 
-                    parts[#parts + 1] = encode(k) .. ":" .. ev
+                    parts[#parts + 1] = pair
                 end
             end
 
@@ -252,12 +297,12 @@ local function splice(raw, out, changed)
 
     sort(extra)
     for _, k in ipairs(extra) do
-        local ev = encode(out[k])
-        if not ev then
+        local pair = encode_pair(k, out[k])
+        if not pair then
             return nil
         end
 
-        parts[#parts + 1] = encode(k) .. ":" .. ev
+        parts[#parts + 1] = pair
     end
 
     return "{" .. concat(parts, ",") .. "}"
@@ -270,6 +315,10 @@ _M.splice = splice
 ------------------------------------------------------------------------------------------------
 
 local function shallow_copy(t)
+    if has_clone then
+        return clone(t)             -- one allocation at the final size, no rehashing
+    end
+
     local out = {}
     for k, v in pairs(t) do
         out[k] = v
@@ -314,7 +363,7 @@ _M.merge = merge
 -- shape(p) -> out, changed | nil, err. Applies everything after conversion to a copy.
 local function shape(out, changed, p)
     local inst, provider, target = p.instance, p.provider, p.target_protocol
-    local override = type(inst.override) == "table" and inst.override or {}
+    local override = type(inst.override) == "table" and inst.override or EMPTY
 
     -- every change is out[k] = v plus changed[k] = true, written out: a local closure here
     -- (FNEW) is not compiled by LuaJIT and sends the whole request build to the interpreter
@@ -485,6 +534,87 @@ function _M.model(inst, body)
 end
 
 
+-- What does not change from one request to the next, built once: per instance and target
+-- protocol the URL (not for passthrough, whose query is the client's) and the headers (not
+-- when a converter or the provider's default headers look at the client's); per conf the
+-- timeouts. The core copies what it needs from a target before it yields, and nobody writes
+-- to a target's tables, so requests share them.
+local statics = setmetatable({}, { __mode = "k" })
+local timeouts = setmetatable({}, { __mode = "k" })
+local DEFAULT_CONF = {}
+
+
+local function static_of(inst, target, provider, ep)
+    local by_target = statics[inst]
+    if not by_target then
+        by_target = {}
+        statics[inst] = by_target
+    end
+
+    local s = by_target[target]
+    if not s or s.provider ~= provider or s.ep ~= ep then
+        s = { provider = provider, ep = ep }
+        by_target[target] = s
+    end
+
+    return s
+end
+
+
+local function timeout_of(conf)
+    local t = timeouts[conf]
+    if not t then
+        local v = (conf.timeout or 30000) / 1000
+        t = { connect = v, send = v, read = v }
+        timeouts[conf] = t
+    end
+
+    return t
+end
+
+
+local function build_headers(auth, provider, conv, client_headers)
+    local h = new_tab(0, 16)
+    for _, name in ipairs(DROP_HEADERS) do
+        h[name] = false
+    end
+
+    if conv and conv.drop_prefixes and type(client_headers) == "table" then
+        for name in pairs(client_headers) do
+            local lname = lower(name)
+            for _, prefix in ipairs(conv.drop_prefixes) do
+                if sub(lname, 1, #prefix) == prefix then
+                    h[lname] = false
+                end
+            end
+        end
+    end
+
+    if type(auth.header) == "table" then
+        for k, v in pairs(auth.header) do
+            h[lower(k)] = v
+        end
+    end
+
+    h["content-type"] = "application/json"
+    if type(provider.default_headers) == "table" then
+        for name, v in pairs(provider.default_headers) do
+            local client_has = type(client_headers) == "table" and client_headers[name] ~= nil
+                               and h[name] == nil
+            if type(h[name]) ~= "string" and not client_has then
+                h[name] = v
+            end
+        end
+    end
+
+    if conv and conv.headers then
+        conv.headers(h)
+    end
+
+    return h
+end
+
+
 -- build(p) -> target, info | nil, status, body
 --   p.instance        {provider, auth, options, override} (an ai-proxy conf or one instance)
 --   p.conf            the plugin conf (timeout, ssl_verify, keepalive, keepalive_timeout,
@@ -501,7 +631,7 @@ end
 function _M.build(p)
     local inst, provider = p.instance, p.provider
     local target = p.target_protocol
-    local override = type(inst.override) == "table" and inst.override or {}
+    local override = type(inst.override) == "table" and inst.override or EMPTY
     local state = p.state or {}
 
     local ep = p.endpoint
@@ -520,35 +650,44 @@ function _M.build(p)
                                        .. " has no default endpoint: set override.endpoint" }
     end
 
-    local port = ep and ep.port or provider.port or 443
-    local cap = provider.capabilities and provider.capabilities[target]
-    local path = ep and ep.path
-    if not path then
-        if target == "passthrough" then
-            path = p.uri
+    local auth = type(inst.auth) == "table" and inst.auth or EMPTY
+    local static = static_of(inst, target, provider, ep)
+    local url = static.url
+    if not url then
+        local port = ep and ep.port or provider.port or 443
+        local cap = provider.capabilities and provider.capabilities[target]
+        local path = ep and ep.path
+        if not path then
+            if target == "passthrough" then
+                path = p.uri
 
-        else
-            path = cap and cap.path
+            else
+                path = cap and cap.path
+            end
+        end
+
+        if not path then
+            return nil, 400, { error_msg = "could not resolve upstream path: ensure the route "
+                .. "or request body specifies a model, or that override.endpoint includes a "
+                .. "path" }
+        end
+
+        -- query
+        local auth_query = type(auth.query) == "table" and auth.query or nil
+        local query = ""
+        if auth_query or (ep and ep.query) or (target == "passthrough" and p.query) then
+            query = build_query_string(auth_query, ep and ep.query,
+                                       target == "passthrough" and p.query or nil)
+        end
+
+        local default_port = (scheme == "https" and port == 443)
+                             or (scheme == "http" and port == 80)
+        url = scheme .. "://" .. host .. (default_port and "" or ":" .. port)
+              .. path .. (query ~= "" and "?" .. query or "")
+        if target ~= "passthrough" then
+            static.url = url
         end
     end
-
-    if not path then
-        return nil, 400, { error_msg = "could not resolve upstream path: ensure the route or "
-            .. "request body specifies a model, or that override.endpoint includes a path" }
-    end
-
-    -- query
-    local auth = type(inst.auth) == "table" and inst.auth or {}
-    local auth_query = type(auth.query) == "table" and auth.query or nil
-    local query = ""
-    if auth_query or (ep and ep.query) or (target == "passthrough" and p.query) then
-        query = build_query_string(auth_query, ep and ep.query,
-                                   target == "passthrough" and p.query or nil)
-    end
-
-    local default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-    local url = scheme .. "://" .. host .. (default_port and "" or ":" .. port)
-                .. path .. (query ~= "" and "?" .. query or "")
 
     -- body
     local conv, out
@@ -588,52 +727,25 @@ function _M.build(p)
     end
 
     -- headers
-    local h = {}
-    for _, name in ipairs(DROP_HEADERS) do
-        h[name] = false
-    end
+    local h
+    if conv or type(provider.default_headers) == "table" then
+        h = build_headers(auth, provider, conv, p.client_headers)
 
-    local client_headers = p.client_headers
-    if conv and conv.drop_prefixes and type(client_headers) == "table" then
-        for name in pairs(client_headers) do
-            local lname = lower(name)
-            for _, prefix in ipairs(conv.drop_prefixes) do
-                if sub(lname, 1, #prefix) == prefix then
-                    h[lname] = false
-                end
-            end
+    else
+        h = static.headers
+        if not h then
+            h = build_headers(auth, provider)
+            static.headers = h
         end
     end
 
-    if type(auth.header) == "table" then
-        for k, v in pairs(auth.header) do
-            h[lower(k)] = v
-        end
-    end
-
-    h["content-type"] = "application/json"
-    if type(provider.default_headers) == "table" then
-        for name, v in pairs(provider.default_headers) do
-            local client_has = type(client_headers) == "table" and client_headers[name] ~= nil
-                               and h[name] == nil
-            if type(h[name]) ~= "string" and not client_has then
-                h[name] = v
-            end
-        end
-    end
-
-    if conv and conv.headers then
-        conv.headers(h)
-    end
-
-    local conf = p.conf or {}
-    local t = (conf.timeout or 30000) / 1000
+    local conf = p.conf or DEFAULT_CONF
     local target_req = {
         url = url,
         method = target == "passthrough" and (p.method or "POST") or "POST",
         headers = h,
         body = body,
-        timeout = { connect = t, send = t, read = t },
+        timeout = timeout_of(conf),
         ssl_verify = conf.ssl_verify ~= false,
         keepalive = conf.keepalive ~= false,
         keepalive_timeout = (conf.keepalive_timeout or 60000) / 1000,
