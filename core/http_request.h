@@ -78,6 +78,7 @@ typedef struct sl_req_s {
     /* upstream */
     struct sl_transfer_s  *up;
     struct evbuffer       *pending;         /* upstream body not yet taken by Lua */
+    struct sl_capture_s   *capture;         /* pass_body{capture=}: a copy for the plugin */
     double                 up_start;
     double                 up_header_time;
     double                 up_end;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "capture.h"
 #include "http_response.h"
 #include "lua_vm.h"
 #include "upstream.h"
@@ -127,6 +128,33 @@ push_chunk(sl_co_t *co, lua_State *L)
 }
 
 
+/* pass_body{capture=}'s third result: {bytes, head, tail, first_event} */
+static void
+push_capture(lua_State *L, const sl_capture_t *c)
+{
+    char    tail[SL_CAPTURE_TAIL];
+    size_t  n;
+
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, (lua_Number) c->bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushlstring(L, c->head != NULL ? c->head : "", c->head_len);
+    lua_setfield(L, -2, "head");
+    n = sl_capture_tail(c, tail);
+    if (n > 0) {
+        lua_pushlstring(L, tail, n);
+        lua_setfield(L, -2, "tail");
+        lua_pushnumber(L, (lua_Number) c->tail_total);
+        lua_setfield(L, -2, "tail_total");
+    }
+
+    if (c->first_event > 0) {
+        lua_pushnumber(L, c->first_event);
+        lua_setfield(L, -2, "first_event");
+    }
+}
+
+
 static int
 push_pass(sl_co_t *co, lua_State *L)
 {
@@ -135,11 +163,21 @@ push_pass(sl_co_t *co, lua_State *L)
     if (r->up_result != SL_OK) {
         lua_pushnil(L);
         lua_pushstring(L, r->up_error ? r->up_error : "upstream failed");
-        return 2;
+    } else {
+        lua_pushboolean(L, 1);
+        if (r->capture == NULL) {
+            return 1;
+        }
+
+        lua_pushnil(L);
     }
 
-    lua_pushboolean(L, 1);
-    return 1;
+    if (r->capture != NULL) {
+        push_capture(L, r->capture);
+        return 3;
+    }
+
+    return 2;
 }
 
 
@@ -193,6 +231,10 @@ on_proxy_body(sl_transfer_t *t, const char *p, size_t n)
             r->waiting_drain = 1;
             bufferevent_setwatermark(r->conn->bev, EV_WRITE, high / 2, 0);
             return SL_AGAIN;
+        }
+
+        if (r->capture != NULL) {
+            sl_capture_add(r->capture, p, n, sl_worker_now());
         }
 
         sl_resp_send_body(r, p, n);
@@ -655,7 +697,16 @@ l_read_body(lua_State *L)
 }
 
 
-/* pass_body() -> true | nil, err; relays the rest of the body in C, yields until done */
+static void
+free_capture(void *data)
+{
+    sl_capture_free(data);
+}
+
+
+/* pass_body([{capture = bytes, sse = bool}]) -> true | nil, err [, capture]; relays the rest
+ * of the body in C, yields until done. With capture, the third result is the copy:
+ * {bytes, head, tail (the last bytes past the head), tail_total, first_event (time)} */
 static int
 l_pass_body(lua_State *L)
 {
@@ -667,9 +718,25 @@ l_pass_body(lua_State *L)
         return luaL_error(L, "pass_body() without an upstream");
     }
 
+    if (lua_istable(L, 1) && r->capture == NULL) {
+        /* {capture = bytes, sse = true}: keep a copy for the caller (see capture.h) */
+        double  max = opt_num(L, 1, "capture", 0);
+        if (max > 0) {
+            r->capture = sl_pool_calloc(r->pool, sizeof(sl_capture_t));
+            sl_capture_init(r->capture, (size_t) sl_min(max, 64.0 * 1024 * 1024),
+                            opt_bool(L, 1, "sse", 0));
+            sl_pool_cleanup_add(r->pool, free_capture, r->capture);
+        }
+    }
+
     r->up_direct = 1;
     if (r->pending != NULL && (len = evbuffer_get_length(r->pending)) > 0) {
-        sl_resp_send_body(r, (const char *) evbuffer_pullup(r->pending, -1), len);
+        const char  *p = (const char *) evbuffer_pullup(r->pending, -1);
+        if (r->capture != NULL) {
+            sl_capture_add(r->capture, p, len, sl_worker_now());
+        }
+
+        sl_resp_send_body(r, p, len);
         evbuffer_drain(r->pending, len);
     }
 

@@ -53,6 +53,7 @@ local concat = table.concat
 local decode = cjson.decode
 
 local NAME = "ai-proxy"
+local RELAY, relay_done          -- the core-relayed stream (defined before header_filter)
 local DEFAULT_MAX_BODY = 67108864
 local NO_OUTPUT_MSG = "streaming response completed without producing any output; the "
     .. "upstream likely returned a different stream format than the converter expects"
@@ -415,6 +416,66 @@ local function filter_response_headers()
 end
 
 
+-- The stream relayed by the core (see header_filter): what the per-chunk path finds, found
+-- once in the copy: TTFT (the core timed the first complete event with data), usage, text
+-- for the estimate of a cut stream. A copy longer than RELAY_CAPTURE kept its head and its
+-- last 16 KB; the scan then picks up again at the tail's first whole event.
+local RELAY_CAPTURE = 1024 * 1024
+RELAY = { capture = RELAY_CAPTURE, sse = true }
+
+relay_done = function(ctx, ok, err, cap)
+    local st = ctx[NAME]
+    if not st or not st.acc then
+        return
+    end
+
+    cap = cap or { bytes = 0, head = "" }
+    st.bytes = cap.bytes
+    if cap.first_event then
+        st.ttft = true
+        ctx.var.llm_time_to_first_token = ms(cap.first_event - st.start)
+    end
+
+    local acc, state = st.acc, st.sse
+    if cap.head ~= "" then
+        usage.scan_stream(acc, state, cap.head)
+    end
+
+    local tail = cap.tail
+    if tail then
+        if cap.tail_total > #tail then
+            -- bytes in between were not kept: start over at the tail's first event
+            state = sse.new()
+            st.sse = state
+            local b = find(tail, "\n\n", 1, true) or find(tail, "\r\n\r\n", 1, true)
+            tail = b and sub(tail, b) or ""
+        end
+
+        if tail ~= "" then
+            usage.scan_stream(acc, state, tail)
+        end
+    end
+
+    usage.finish_stream(acc, state)
+    st.eof = true
+    st.end_time = fresh_now()
+    ctx.var.llm_request_done = true
+    if not ok then
+        ctx.upstream_error = err
+        local reason = "read_error"
+        if st.deadline and st.end_time >= st.deadline - 0.01 then
+            reason = "max_stream_duration_ms"
+            pdk.log.warn("aborting AI stream: max_stream_duration_ms exceeded; bytes=",
+                         st.bytes, " duration_ms=", ms(st.end_time - st.start),
+                         " route_id=", ctx.var.route_id or "")
+        end
+
+        st.cut = reason
+        ctx.ai_stream_aborted = reason
+    end
+end
+
+
 function _M.header_filter(conf, ctx)
     local st = ctx[NAME]
     if not st then
@@ -454,6 +515,12 @@ function _M.header_filter(conf, ctx)
             st.mode = "stream"
             st.sse = sse.new()
             st.acc = usage.new_stream(st.target, st.collect)
+            if not max_bytes then
+                -- nothing to check per chunk: the core relays the stream and keeps a copy,
+                -- read once at the end (when ai-proxy is the route's only body filter)
+                ctx.relay = RELAY
+                ctx.relay_done = relay_done
+            end
 
         else
             st.mode = "raw"

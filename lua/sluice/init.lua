@@ -243,6 +243,30 @@ local function serve(ctx, list, route_up)
         return
     end
 
+    -- The only body_filter plugin may leave the body to the core (ctx.relay, set in its
+    -- header_filter: options of upstream.pass_body, e.g. capture) and account for it once at
+    -- the end from the copy (ctx.relay_done(ctx, ok, err, capture)) instead of per chunk.
+    local relay = ctx.relay
+    if relay and list.n_body_filter == 1 then
+        http.send_headers()
+        local ok, perr, cap = upstream.pass_body(relay)
+        set_upstream_vars(ctx)
+        local done = ctx.relay_done
+        if done then
+            local pok, e = pcall(done, ctx, ok, perr, cap)
+            if not pok then
+                log_error("relay_done failed: ", e)
+            end
+        end
+
+        if not ok then
+            ctx.var.error_reason = perr
+            http.error(502, perr, true)
+        end
+
+        return
+    end
+
     -- the body may change length: chunked; headers go out with the first piece, so a
     -- body_filter may still change the status until then
     http.set_resp_header("Content-Length", nil)

@@ -189,16 +189,21 @@ function _M.build(...)
     sort(list, by_priority)
 
     local has = {}
+    local n_body_filter = 0
     for _, phase in ipairs(PHASES) do
         has[phase] = false
         for _, p in ipairs(list) do
             if p.mod[phase] then
                 has[phase] = true
+                if phase == "body_filter" then
+                    n_body_filter = n_body_filter + 1
+                end
             end
         end
     end
 
     list.has = has
+    list.n_body_filter = n_body_filter      -- serve() lets a lone body_filter relay in C
     list.generation = generation
     return list
 end

@@ -118,6 +118,29 @@ for my $split (7, 50) {
     };
 }
 
+subtest 'a stream longer than the relay keeps (1 MB): usage still exact, from the tail' => sub {
+    # ai-proxy leaves an OpenAI stream to the core, which keeps its first 1 MB and last 16 KB;
+    # 6,000 events are ~1.5 MB, so the final usage event is only in the tail
+    my $r = chat(headers => { 'x-mock-events' => 6000 });
+    is $r->{status}, 200, 'status';
+    ok $r->{complete}, 'complete';
+    cmp_ok length($r->{body}), '>', 1_100_000, 'longer than what the core keeps';
+    is scalar @{ $r->{events} }, 6003, 'every event relayed';
+    my $line = next_log();
+    is $line->{llm_completion_tokens}, 6000, 'completion tokens from the final event';
+    ok !$line->{llm_usage_estimated}, 'exact';
+    cmp_ok $line->{llm_time_to_first_token}, '>', 0, 'TTFT set';
+};
+
+subtest 'TTFT is the first event, not the end of the stream' => sub {
+    my $r = chat(headers => { 'x-mock-events' => 4, 'x-mock-chunk-delay-ms' => 300 });
+    is $r->{status}, 200, 'status';
+    my $line = next_log();
+    cmp_ok $line->{llm_time_to_first_token}, '<', 600, 'TTFT before the later events'
+        or diag explain $line;
+    cmp_ok $line->{request_time} * 1000, '>', 900, 'the stream itself took longer';
+};
+
 subtest 'provider numbers are taken as they are' => sub {
     my $r = chat(headers => { 'x-mock-usage' => '1234,567,1801' });
     is $r->{status}, 200, 'status';
