@@ -63,8 +63,16 @@ sub serve {
                 close $fh;
                 my $out = answer($method, $path, $n, $body);
                 if (!defined $out) { $sel->remove($s); close $s; last; }
-                syswrite($s, $out);
-                if ($path =~ m{^/(?:native|curl)/(close|conn-close|junk)}) {
+                if ($path =~ m{/trickle}) {
+                    # a byte at a time: every parser state meets a read boundary
+                    for my $i (0 .. length($out) - 1) {
+                        syswrite($s, substr($out, $i, 1));
+                        select(undef, undef, undef, 0.002);
+                    }
+                } else {
+                    syswrite($s, $out);
+                }
+                if ($path =~ m{^/(?:native|curl)/(close|conn-close|junk|garbage)}) {
                     $sel->remove($s); close $s; last;
                 }
             }
@@ -82,6 +90,26 @@ sub answer {
                     "Content-Length: " . length($b) . "\r\n\r\n", $method eq 'HEAD' ? '' : $b);
     };
     return $ok->($json, 'Content-Type: application/json') if $path =~ m{^/plain};
+    if ($path =~ m{^/garbage/(\d+)}) {
+        my @g = (
+            "\x00\x01\x02 not http at all\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: \x7f\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n" . ("a" x 70000),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                . "3\r\nabc\r\n0\r\n\r\n",
+        );
+        return $g[$1 % @g];
+    }
+    return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+         . "X-Trickle: 1\r\n\r\n4;a=b\r\nslow\r\n1\r\n \r\n5\r\nbytes\r\n0\r\nT: x\r\n\r\n"
+        if $path =~ m{^/trickle/chunked};
+    return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Trickle: 1\r\n\r\n0123456789"
+        if $path =~ m{^/trickle/length};
     return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: chunked\r\n\r\n"
          . "5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n"
         if $path =~ m{^/chunked};
@@ -185,6 +213,17 @@ for my $tag (qw(native curl)) {
         is $r->{status}, 200, 'the connection still works after them';
     };
 
+    subtest "$tag: an answer arriving a byte at a time" => sub {
+        my $r = ask($tag, 'GET', '/trickle/chunked');
+        is $r->{status}, 200, 'chunked: status (after a 100)';
+        is $r->{headers}{'x-trickle'}, '1', 'chunked: header';
+        is $r->{body}, 'slow bytes', 'chunked: body';
+        $r = ask($tag, 'GET', '/trickle/length');
+        is $r->{status}, 200, 'length: status';
+        is $r->{body}, '0123456789', 'length: body';
+        is ask($tag, 'GET', '/plain/after-trickle')->{status}, 200, 'the pool is fine after';
+    };
+
     subtest "$tag: body until close (HTTP/1.0, no length)" => sub {
         my $r = ask($tag, 'GET', '/close');
         is $r->{status}, 200, 'status';
@@ -202,6 +241,18 @@ for my $tag (qw(native curl)) {
         }
     };
 }
+
+subtest 'native: garbage from the upstream is a 502 or a cut response, never a crash' => sub {
+    my @pids = $sluice->worker_pids;
+    for my $i (0 .. 8) {
+        my $r = ask('native', 'GET', "/garbage/$i");
+        ok(($r->{status} == 502 && ref $r->{json} eq 'HASH')
+           || ($r->{status} == 200 && (!$r->{complete} || $i == 8)), "case $i: $r->{status}")
+            or diag explain $r;
+    }
+    is ask('native', 'GET', '/plain/after-garbage')->{status}, 200, 'still serving';
+    is_deeply [ $sluice->worker_pids ], \@pids, 'the same worker';
+};
 
 subtest 'native: connections are reused up to keepalive_requests, then replaced' => sub {
     clear_records();
