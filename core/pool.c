@@ -140,18 +140,7 @@ sl_pool_reset(sl_pool_t *p)
 void
 sl_pool_free(sl_pool_t *p)
 {
-    cleanup_t  *c;
-    block_t    *b, *next;
-
-    for (c = p->cleanups; c != NULL; c = c->next) {
-        c->fn(c->data);
-    }
-
-    for (b = p->full; b != NULL; b = next) {
-        next = b->next;
-        free(b);
-    }
-
+    sl_pool_reset(p);
     free(p->current);
     free(p);
 }

@@ -416,6 +416,31 @@ local function filter_response_headers()
 end
 
 
+-- The response body is over (the last chunk, or the end of a relayed stream). When it ended
+-- because the provider's connection broke, or the core's whole-transfer deadline
+-- (max_stream_duration_ms, set in proxy_to) ended it before a chunk came to check, the cut
+-- is recorded with its reason.
+local function body_ended(ctx, st)
+    st.eof = true
+    st.end_time = fresh_now()
+    ctx.var.llm_request_done = true
+    if not ctx.upstream_error or st.cut then
+        return
+    end
+
+    local reason = "read_error"
+    if st.deadline and st.end_time >= st.deadline - 0.01 then
+        reason = "max_stream_duration_ms"
+        pdk.log.warn("aborting AI stream: max_stream_duration_ms exceeded; bytes=",
+                     st.bytes, " duration_ms=", ms(st.end_time - st.start),
+                     " route_id=", ctx.var.route_id or "")
+    end
+
+    st.cut = reason
+    ctx.ai_stream_aborted = reason
+end
+
+
 -- The stream relayed by the core (see header_filter): what the per-chunk path finds, found
 -- once in the copy: TTFT (the core timed the first complete event with data), usage, text
 -- for the estimate of a cut stream. A copy longer than RELAY_CAPTURE kept its head and its
@@ -457,22 +482,11 @@ relay_done = function(ctx, ok, err, cap)
     end
 
     usage.finish_stream(acc, state)
-    st.eof = true
-    st.end_time = fresh_now()
-    ctx.var.llm_request_done = true
     if not ok then
         ctx.upstream_error = err
-        local reason = "read_error"
-        if st.deadline and st.end_time >= st.deadline - 0.01 then
-            reason = "max_stream_duration_ms"
-            pdk.log.warn("aborting AI stream: max_stream_duration_ms exceeded; bytes=",
-                         st.bytes, " duration_ms=", ms(st.end_time - st.start),
-                         " route_id=", ctx.var.route_id or "")
-        end
-
-        st.cut = reason
-        ctx.ai_stream_aborted = reason
     end
+
+    body_ended(ctx, st)
 end
 
 
@@ -805,24 +819,7 @@ function _M.body_filter(conf, ctx)
     end
 
     if eof then
-        st.eof = true
-        st.end_time = fresh_now()
-        ctx.var.llm_request_done = true
-        if ctx.upstream_error and not st.cut then
-            -- the provider's connection broke mid-body, or the core's whole-transfer deadline
-            -- (max_stream_duration_ms, set in proxy_to) ended it before a chunk came to check
-            local reason = "read_error"
-            if st.deadline and st.end_time >= st.deadline - 0.01 then
-                reason = "max_stream_duration_ms"
-                pdk.log.warn("aborting AI stream: max_stream_duration_ms exceeded; bytes=",
-                             st.bytes, " duration_ms=", ms(st.end_time - st.start),
-                             " route_id=", ctx.var.route_id or "")
-            end
-
-            st.cut = reason
-            ctx.ai_stream_aborted = reason
-        end
-
+        body_ended(ctx, st)
         return
     end
 

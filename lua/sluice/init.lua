@@ -229,29 +229,16 @@ local function serve(ctx, list, route_up)
         run(list, "header_filter", ctx, log_error)
     end
 
-    if not list.has.body_filter then
+    -- No body_filter: the core relays the body. Neither when the only body_filter plugin
+    -- leaves the body to the core (ctx.relay, set in its header_filter: the options of
+    -- upstream.pass_body, e.g. capture) and accounts for it once at the end from the copy
+    -- (ctx.relay_done(ctx, ok, err, capture)) instead of per chunk.
+    local relay = list.has.body_filter and list.n_body_filter == 1 and ctx.relay
+    if not list.has.body_filter or relay then
         http.send_headers()
-        local ok, perr = upstream.pass_body()
+        local ok, perr, cap = upstream.pass_body(relay or nil)
         set_upstream_vars(ctx)
-        if not ok then
-            -- cut short by the upstream: close instead of ending the body cleanly, so the
-            -- client can tell (what nginx does)
-            ctx.var.error_reason = perr
-            http.error(502, perr, true)
-        end
-
-        return
-    end
-
-    -- The only body_filter plugin may leave the body to the core (ctx.relay, set in its
-    -- header_filter: options of upstream.pass_body, e.g. capture) and account for it once at
-    -- the end from the copy (ctx.relay_done(ctx, ok, err, capture)) instead of per chunk.
-    local relay = ctx.relay
-    if relay and list.n_body_filter == 1 then
-        http.send_headers()
-        local ok, perr, cap = upstream.pass_body(relay)
-        set_upstream_vars(ctx)
-        local done = ctx.relay_done
+        local done = relay and ctx.relay_done
         if done then
             local pok, e = pcall(done, ctx, ok, perr, cap)
             if not pok then
@@ -260,6 +247,8 @@ local function serve(ctx, list, route_up)
         end
 
         if not ok then
+            -- cut short by the upstream: close instead of ending the body cleanly, so the
+            -- client can tell (what nginx does)
             ctx.var.error_reason = perr
             http.error(502, perr, true)
         end
