@@ -296,6 +296,8 @@ luaopen_sluice_core(lua_State *L)
         {"worker", l_worker},
         {"access_log", l_access_log},
         {"stats", l_stats},
+        {"sse_hits", sl_lua_sse_hits},
+        {"sse_complete", sl_lua_sse_complete},
         {NULL, NULL},
     };
 

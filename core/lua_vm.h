@@ -74,4 +74,8 @@ int luaopen_sluice_upstream(lua_State *L);
 int luaopen_sluice_timer(lua_State *L);
 int luaopen_sluice_core(lua_State *L);
 
+/* lua_sse.c: core.sse_hits, core.sse_complete */
+int sl_lua_sse_hits(lua_State *L);
+int sl_lua_sse_complete(lua_State *L);
+
 #endif

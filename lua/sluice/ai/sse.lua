@@ -21,6 +21,18 @@ local byte = string.byte
 local concat = table.concat
 
 local LF, CR, SP, TAB, COLON, LBRACE, QUOTE = 10, 13, 32, 9, 58, 123, 34
+
+-- In a worker the host scans for hits in C (core/sse_scan.c, the same rules): memmem over the
+-- region instead of a string.find per key occurrence ("usage":null is in every OpenAI event)
+-- and a walk over every event boundary before the hit. Plain LuaJIT (unit tests, the config
+-- check) uses the Lua below.
+local c_hits
+do
+    local ok, core = pcall(require, "sluice.core")
+    if ok and type(core) == "table" then
+        c_hits = core.sse_hits
+    end
+end
 local MAX_TAIL = 1024 * 1024
 
 local _M = { MAX_TAIL = MAX_TAIL }
@@ -371,6 +383,10 @@ function _M.scan(st, chunk, key, compact)
     local region = complete(st, chunk)
     if region == "" then
         return region, nil
+    end
+
+    if c_hits then
+        return region, c_hits(region, key)
     end
 
     local pos = next_hit(region, key, compact, 1)
