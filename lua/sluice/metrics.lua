@@ -215,9 +215,8 @@ local function build_keys(ctx, node, consumer, rtype, rmodel, model)
     local rs = join(route_id, service, tail)
     local ai = rtype ~= "traditional_http"
     local k = {
-        status_prefix = join(route_id, muri, mhost, service, tail,
-                             ai and "upstream" or "upstream"),
-        status = {},
+        status_prefix = join(route_id, muri, mhost, service, tail),
+        status = { apisix = {}, nginx = {}, upstream = {} },
         req = hist_keys("b", join("request", rs), MS_BUCKETS),
         up = hist_keys("b", join("upstream", rs), MS_BUCKETS),
         gw = hist_keys("b", join("apisix", rs), MS_BUCKETS),
@@ -287,10 +286,22 @@ function _M.record(ctx, info)
     local var = ctx.var
     local code = info.status
 
-    local skey = k.status[code]
+    -- response_source, as APISIX: "upstream" when the upstream sent a response head,
+    -- "nginx" when the request went upstream but no head came back (the gateway's 502/504),
+    -- "apisix" when the gateway answered without going upstream (no route, a plugin's exit)
+    local src
+    if (tonumber(rawget(var, "upstream_status")) or 0) > 0 then
+        src = "upstream"
+    else
+        local addr = rawget(var, "upstream_addr")
+        src = (addr and addr ~= "") and "nginx" or "apisix"
+    end
+
+    local by_code = k.status[src]
+    local skey = by_code[code]
     if not skey then
-        skey = "a\1" .. join(tostring(code), k.status_prefix)
-        k.status[code] = skey
+        skey = "a\1" .. join(tostring(code), k.status_prefix, src)
+        by_code[code] = skey
     end
 
     add(skey, 1)

@@ -15,6 +15,8 @@ my $sluice = start_sluice(routes => [
       plugins => { 'ai-proxy' => $llm->ai_proxy_conf(options => { model => undef }) } },
     { id => 'plain', uri => '/static.json',
       upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . $llm->port => 1 } } },
+    { id => 'dead', uri => '/dead',
+      upstream => { type => 'roundrobin', nodes => { '127.0.0.1:' . free_port() => 1 } } },
 ]);
 my $TRUE = JSON::PP::true;
 my $PROMTOOL = -x '/usr/bin/promtool' ? '/usr/bin/promtool' : 'promtool';
@@ -143,6 +145,24 @@ subtest 'HTTP status counts the AI requests' => sub {
     is value($m, 'apisix_http_status', code => '500', route => 'chat'), 1, 'the 500';
     is value($m, 'apisix_http_status', code => '200', route => 'chat',
              request_type => 'ai_stream'), 2, 'the streams';
+    is value($m, 'apisix_http_status', code => '500', route => 'chat',
+             response_source => 'upstream'), 1, 'the provider\'s 500 came from upstream';
+};
+
+subtest 'response_source: upstream, nginx (no answer upstream), apisix (no route)' => sub {
+    my $before = value(scrape(), 'apisix_http_status', code => '200', route => 'plain',
+                       response_source => 'upstream') // 0;
+    is http_req($sluice, 'GET', '/static.json')->{status}, 200, 'proxied';
+    is http_req($sluice, 'GET', '/dead')->{status}, 502, 'upstream refused';
+    is http_req($sluice, 'GET', '/nowhere')->{status}, 404, 'no route';
+    my $t;
+    wait_for(sub { $t = scrape(); value($t, 'apisix_http_status', code => '404') }, 5);
+    is value($t, 'apisix_http_status', code => '200', route => 'plain',
+             response_source => 'upstream'), $before + 1, '200 from the upstream';
+    is value($t, 'apisix_http_status', code => '502', route => 'dead',
+             response_source => 'nginx'), 1, '502 made by the gateway after trying upstream';
+    is value($t, 'apisix_http_status', code => '404', response_source => 'apisix'), 1,
+        '404 made by the gateway without going upstream';
 };
 
 done_testing;
