@@ -78,4 +78,7 @@ int luaopen_sluice_core(lua_State *L);
 int sl_lua_sse_hits(lua_State *L);
 int sl_lua_sse_complete(lua_State *L);
 
+/* lua_json.c: core.json_top_spans */
+int sl_lua_json_top_spans(lua_State *L);
+
 #endif

@@ -215,6 +215,24 @@ local function top_level_spans(s)
 end
 _M.top_level_spans = top_level_spans
 
+-- In a worker the host finds the spans in C (core/json_scan.c, the same rules); a key with an
+-- escape (false from C) and plain LuaJIT (unit tests) take the Lua above.
+local spans_of = top_level_spans
+do
+    local ok, core = pcall(require, "sluice.core")
+    local c_spans = ok and type(core) == "table" and core.json_top_spans
+    if c_spans then
+        spans_of = function(s)
+            local spans = c_spans(s)
+            if spans == false then
+                return top_level_spans(s)
+            end
+
+            return spans
+        end
+    end
+end
+
 
 -- `"key":value` for a top-level key; memoised for string values (options.model and the like
 -- repeat on every request; two cjson calls and a concatenation each time otherwise). Bounded.
@@ -261,7 +279,7 @@ local function splice(raw, out, changed)
         return nil
     end
 
-    local spans = top_level_spans(raw)
+    local spans = spans_of(raw)
     if not spans then
         return nil
     end
