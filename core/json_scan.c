@@ -15,18 +15,31 @@ skip_ws(const char *s, size_t len, size_t p)
 }
 
 
-/* p at an opening quote: the offset after the closing one, or 0; *esc set when it saw '\\' */
+/* p at an opening quote: the offset after the closing one, or 0; *esc set when the string
+ * holds a backslash. memchr to the next quote (a message's text rarely has one), then a look
+ * back: the quote ends the string when an even number of backslashes precede it. */
 static size_t
 skip_string(const char *s, size_t len, size_t p, int *esc)
 {
-    for (p++; p < len; p++) {
-        if (s[p] == '"') {
-            return p + 1;
+    size_t       open = p, b;
+    const char  *q;
+
+    for (p++; p < len; p = (size_t) (q - s) + 1) {
+        q = memchr(s + p, '"', len - p);
+        if (q == NULL) {
+            return 0;
         }
 
-        if (s[p] == '\\') {
-            *esc = 1;
-            p++;
+        for (b = (size_t) (q - s); b > open + 1 && s[b - 1] == '\\'; b--) {
+            /* count the backslashes before the quote */
+        }
+
+        if (((size_t) (q - s) - b) % 2 == 0) {
+            if (memchr(s + open + 1, '\\', (size_t) (q - s) - open - 1) != NULL) {
+                *esc = 1;
+            }
+
+            return (size_t) (q - s) + 1;
         }
     }
 
