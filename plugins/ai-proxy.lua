@@ -170,7 +170,9 @@ function _M.read_request(conf, ctx)
         return nil, 400, { message = "could not get body: request body is empty" }
     end
 
-    local body = pdk.request.get_json(ctx, max)
+    -- decoded once, from the bytes in hand (pdk.request.get_json would fetch them again), and
+    -- left where get_json finds it for the plugins after this one
+    local body = ctx._json_body
     if body == nil then
         local v, derr = decode(raw)
         if derr then
@@ -178,6 +180,9 @@ function _M.read_request(conf, ctx)
         end
 
         body = v                    -- valid JSON that is not an object: no protocol below
+        if type(v) == "table" then
+            ctx._json_body = v
+        end
     end
 
     if type(body) == "table" and (type(body.model) == "string"
