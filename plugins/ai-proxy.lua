@@ -451,7 +451,7 @@ end
 -- for the estimate of a cut stream. A copy longer than RELAY_CAPTURE kept its head and its
 -- last 16 KB; the scan then picks up again at the tail's first whole event.
 local RELAY_CAPTURE = 1024 * 1024
-RELAY = { capture = RELAY_CAPTURE, sse = true }
+RELAY = { capture = RELAY_CAPTURE, sse = true, plugin = NAME }
 
 relay_done = function(ctx, ok, err, cap)
     local st = ctx[NAME]

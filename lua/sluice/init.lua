@@ -229,11 +229,13 @@ local function serve(ctx, list, route_up)
         run(list, "header_filter", ctx, log_error)
     end
 
-    -- No body_filter: the core relays the body. Neither when the only body_filter plugin
-    -- leaves the body to the core (ctx.relay, set in its header_filter: the options of
-    -- upstream.pass_body, e.g. capture) and accounts for it once at the end from the copy
-    -- (ctx.relay_done(ctx, ok, err, capture)) instead of per chunk.
-    local relay = list.has.body_filter and list.n_body_filter == 1 and ctx.relay
+    -- No body_filter: the core relays the body. Nor when the only body_filter plugin leaves
+    -- the body to the core (ctx.relay, set in its header_filter: the options of
+    -- upstream.pass_body, e.g. capture, and `plugin`, its own name) and accounts for it once
+    -- at the end from the copy (ctx.relay_done(ctx, ok, err, capture)) instead of per chunk.
+    local relay = ctx.relay
+    relay = relay and list.n_body_filter == 1 and relay.plugin == list.body_filter_plugin
+            and relay
     if not list.has.body_filter or relay then
         http.send_headers()
         local ok, perr, cap = upstream.pass_body(relay or nil)

@@ -197,6 +197,7 @@ function _M.build(...)
                 has[phase] = true
                 if phase == "body_filter" then
                     n_body_filter = n_body_filter + 1
+                    list.body_filter_plugin = p.name
                 end
             end
         end
