@@ -1,7 +1,11 @@
-/* lua_json.c -- core.json_top_spans(s) for lua/sluice/ai/request.lua: the top-level members of
- * a JSON object as {key, first, last} (1-based, `"key": value` from the key's quote to the
- * value's last byte), nil when s is not one object, false when a key holds an escape (the Lua
- * twin handles those). */
+/* lua_json.c -- JSON helpers for the Lua side:
+ *   core.json_top_spans(s): the top-level members of a JSON object as {key, first, last}
+ *     (1-based, `"key": value` from the key's quote to the value's last byte), nil when s is
+ *     not one object, false when a key holds an escape (lua/sluice/ai/request.lua's Lua twin
+ *     handles those);
+ *   core.json_decode(s): true, value, or false when the fast decoder declines (the caller
+ *     then asks lua-cjson, which also words the error). */
+#include "json_decode.h"
 #include "json_scan.h"
 #include "lua_vm.h"
 
@@ -44,4 +48,21 @@ sl_lua_json_top_spans(lua_State *L)
     }
 
     return 1;
+}
+
+
+int
+sl_lua_json_decode(lua_State *L)
+{
+    size_t       len;
+    const char  *s = luaL_checklstring(L, 1, &len);
+
+    if (sl_json_decode(L, s, len) != SL_OK) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+
+    lua_pushboolean(L, 1);
+    lua_insert(L, -2);
+    return 2;
 }

@@ -299,6 +299,7 @@ luaopen_sluice_core(lua_State *L)
         {"sse_hits", sl_lua_sse_hits},
         {"sse_complete", sl_lua_sse_complete},
         {"json_top_spans", sl_lua_json_top_spans},
+        {"json_decode", sl_lua_json_decode},
         {NULL, NULL},
     };
 

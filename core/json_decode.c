@@ -1,0 +1,393 @@
+/* json_decode.c -- see json_decode.h. Recursive descent over the bytes; a string without
+ * escapes is pushed straight from the input (memchr to its closing quote), one with escapes
+ * goes through a luaL_Buffer. Declined (for lua-cjson to judge): control characters in
+ * strings, lone surrogates, numbers JSON does not allow or longer than 63 bytes, nesting past
+ * MAX_DEPTH, anything after the value but blanks. */
+#include "json_decode.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+
+#define MAX_DEPTH  200
+
+typedef struct {
+    lua_State   *L;
+    const char  *p;
+    const char  *end;
+    int          depth;
+} dec_t;
+
+
+static int value(dec_t *d);
+
+
+static void
+ws(dec_t *d)
+{
+    while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) {
+        d->p++;
+    }
+}
+
+
+static int
+hex4(const char *p, unsigned *out)
+{
+    unsigned  v = 0;
+    int       i;
+
+    for (i = 0; i < 4; i++) {
+        char  c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') {
+            v |= (unsigned) (c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            v |= (unsigned) (c - 'a' + 10);
+        } else if (c >= 'A' && c <= 'F') {
+            v |= (unsigned) (c - 'A' + 10);
+        } else {
+            return SL_ERROR;
+        }
+    }
+
+    *out = v;
+    return SL_OK;
+}
+
+
+static void
+put_utf8(luaL_Buffer *b, unsigned cp)
+{
+    if (cp < 0x80) {
+        luaL_addchar(b, (char) cp);
+    } else if (cp < 0x800) {
+        luaL_addchar(b, (char) (0xc0 | (cp >> 6)));
+        luaL_addchar(b, (char) (0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+        luaL_addchar(b, (char) (0xe0 | (cp >> 12)));
+        luaL_addchar(b, (char) (0x80 | ((cp >> 6) & 0x3f)));
+        luaL_addchar(b, (char) (0x80 | (cp & 0x3f)));
+    } else {
+        luaL_addchar(b, (char) (0xf0 | (cp >> 18)));
+        luaL_addchar(b, (char) (0x80 | ((cp >> 12) & 0x3f)));
+        luaL_addchar(b, (char) (0x80 | ((cp >> 6) & 0x3f)));
+        luaL_addchar(b, (char) (0x80 | (cp & 0x3f)));
+    }
+}
+
+
+/* d->p at the opening quote */
+static int
+string(dec_t *d)
+{
+    const char   *s = d->p + 1, *q;
+    luaL_Buffer   b;
+    unsigned      cp, lo;
+
+    for (q = s; q < d->end && *q != '"' && *q != '\\'; q++) {
+        if ((unsigned char) *q < 0x20) {
+            return SL_DECLINED;
+        }
+    }
+
+    if (q == d->end) {
+        return SL_DECLINED;
+    }
+
+    if (*q == '"') {
+        lua_pushlstring(d->L, s, (size_t) (q - s));
+        d->p = q + 1;
+        return SL_OK;
+    }
+
+    luaL_buffinit(d->L, &b);
+    luaL_addlstring(&b, s, (size_t) (q - s));
+    while (q < d->end) {
+        char  c = *q;
+
+        if (c == '"') {
+            luaL_pushresult(&b);
+            d->p = q + 1;
+            return SL_OK;
+        }
+
+        if ((unsigned char) c < 0x20) {
+            return SL_DECLINED;
+        }
+
+        if (c != '\\') {
+            luaL_addchar(&b, c);
+            q++;
+            continue;
+        }
+
+        if (q + 1 >= d->end) {
+            return SL_DECLINED;
+        }
+
+        switch (q[1]) {
+        case '"':  luaL_addchar(&b, '"'); break;
+        case '\\': luaL_addchar(&b, '\\'); break;
+        case '/':  luaL_addchar(&b, '/'); break;
+        case 'b':  luaL_addchar(&b, '\b'); break;
+        case 'f':  luaL_addchar(&b, '\f'); break;
+        case 'n':  luaL_addchar(&b, '\n'); break;
+        case 'r':  luaL_addchar(&b, '\r'); break;
+        case 't':  luaL_addchar(&b, '\t'); break;
+        case 'u':
+            if (d->end - q < 6 || hex4(q + 2, &cp) != SL_OK) {
+                return SL_DECLINED;
+            }
+
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                /* a high surrogate: its low half must follow */
+                if (d->end - q < 12 || q[6] != '\\' || q[7] != 'u'
+                    || hex4(q + 8, &lo) != SL_OK || lo < 0xdc00 || lo > 0xdfff)
+                {
+                    return SL_DECLINED;
+                }
+
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                q += 6;
+            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+                return SL_DECLINED;
+            }
+
+            put_utf8(&b, cp);
+            q += 6;
+            continue;
+        default:
+            return SL_DECLINED;
+        }
+
+        q += 2;
+    }
+
+    return SL_DECLINED;
+}
+
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int
+number(dec_t *d)
+{
+    const char  *p = d->p, *start = p;
+    char         buf[64];
+    size_t       n;
+
+    if (p < d->end && *p == '-') {
+        p++;
+    }
+
+    if (p >= d->end || *p < '0' || *p > '9') {
+        return SL_DECLINED;
+    }
+
+    if (*p == '0') {
+        p++;
+        if (p < d->end && *p >= '0' && *p <= '9') {
+            return SL_DECLINED;
+        }
+    } else {
+        while (p < d->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < d->end && *p == '.') {
+        p++;
+        if (p >= d->end || *p < '0' || *p > '9') {
+            return SL_DECLINED;
+        }
+
+        while (p < d->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < d->end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < d->end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p >= d->end || *p < '0' || *p > '9') {
+            return SL_DECLINED;
+        }
+
+        while (p < d->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    n = (size_t) (p - start);
+    if (n >= sizeof(buf)) {
+        return SL_DECLINED;
+    }
+
+    memcpy(buf, start, n);
+    buf[n] = '\0';
+    lua_pushnumber(d->L, strtod(buf, NULL));
+    d->p = p;
+    return SL_OK;
+}
+
+
+static int
+literal(dec_t *d, const char *word, size_t n)
+{
+    if ((size_t) (d->end - d->p) < n || memcmp(d->p, word, n) != 0) {
+        return SL_DECLINED;
+    }
+
+    d->p += n;
+    return SL_OK;
+}
+
+
+static int
+object(dec_t *d)
+{
+    lua_newtable(d->L);
+    d->p++;
+    ws(d);
+    if (d->p < d->end && *d->p == '}') {
+        d->p++;
+        return SL_OK;
+    }
+
+    for ( ;; ) {
+        if (d->p >= d->end || *d->p != '"' || string(d) != SL_OK) {
+            return SL_DECLINED;
+        }
+
+        ws(d);
+        if (d->p >= d->end || *d->p != ':') {
+            return SL_DECLINED;
+        }
+
+        d->p++;
+        ws(d);
+        if (value(d) != SL_OK) {
+            return SL_DECLINED;
+        }
+
+        lua_rawset(d->L, -3);
+        ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+            ws(d);
+            continue;
+        }
+
+        if (d->p < d->end && *d->p == '}') {
+            d->p++;
+            return SL_OK;
+        }
+
+        return SL_DECLINED;
+    }
+}
+
+
+static int
+array(dec_t *d)
+{
+    int  i = 0;
+
+    lua_newtable(d->L);
+    d->p++;
+    ws(d);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+        return SL_OK;
+    }
+
+    for ( ;; ) {
+        if (value(d) != SL_OK) {
+            return SL_DECLINED;
+        }
+
+        lua_rawseti(d->L, -2, ++i);
+        ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+            ws(d);
+            continue;
+        }
+
+        if (d->p < d->end && *d->p == ']') {
+            d->p++;
+            return SL_OK;
+        }
+
+        return SL_DECLINED;
+    }
+}
+
+
+static int
+value(dec_t *d)
+{
+    int  rc;
+
+    if (d->p >= d->end || !lua_checkstack(d->L, 4)) {
+        return SL_DECLINED;
+    }
+
+    switch (*d->p) {
+    case '{':
+    case '[':
+        if (++d->depth > MAX_DEPTH) {
+            return SL_DECLINED;
+        }
+
+        rc = *d->p == '{' ? object(d) : array(d);
+        d->depth--;
+        return rc;
+    case '"':
+        return string(d);
+    case 't':
+        if (literal(d, "true", 4) != SL_OK) {
+            return SL_DECLINED;
+        }
+
+        lua_pushboolean(d->L, 1);
+        return SL_OK;
+    case 'f':
+        if (literal(d, "false", 5) != SL_OK) {
+            return SL_DECLINED;
+        }
+
+        lua_pushboolean(d->L, 0);
+        return SL_OK;
+    case 'n':
+        if (literal(d, "null", 4) != SL_OK) {
+            return SL_DECLINED;
+        }
+
+        lua_pushlightuserdata(d->L, NULL);
+        return SL_OK;
+    default:
+        return number(d);
+    }
+}
+
+
+int
+sl_json_decode(lua_State *L, const char *s, size_t len)
+{
+    dec_t  d = { L, s, s + len, 0 };
+    int    top = lua_gettop(L);
+
+    ws(&d);
+    if (value(&d) == SL_OK) {
+        ws(&d);
+        if (d.p == d.end) {
+            return SL_OK;
+        }
+    }
+
+    lua_settop(L, top);
+    return SL_DECLINED;
+}

