@@ -67,7 +67,6 @@ struct sl_transfer_s {
     unsigned             paused:1;
     unsigned             headers_done:1;
     unsigned             done:1;
-    unsigned             in_callback:1;
     unsigned             sent:1;          /* the request is out: waiting to read */
     unsigned             starting:1;      /* inside sl_transfer_start */
     int                  deferred;        /* a result to report from the loop */

@@ -211,9 +211,7 @@ on_curl_header(char *p, size_t size, size_t nitems, void *arg)
 
         if (!t->headers_done) {
             t->headers_done = 1;
-            t->in_callback = 1;
             t->on_headers(t);
-            t->in_callback = 0;
         }
 
         return n;
@@ -252,9 +250,7 @@ on_curl_body(char *p, size_t size, size_t nitems, void *arg)
         t->on_headers(t);
     }
 
-    t->in_callback = 1;
     rc = t->on_body(t, p, n);
-    t->in_callback = 0;
 
     if (rc == SL_AGAIN) {
         t->paused = 1;

@@ -786,9 +786,7 @@ deliver(sl_transfer_t *t)
         return SL_OK;
     }
 
-    t->in_callback = 1;
     rc = t->on_body(t, c->rbuf + t->pend_off, t->pend_len);
-    t->in_callback = 0;
 
     if (rc == SL_AGAIN) {
         /* reading stops only if the socket turns readable meanwhile (on_read): a response
@@ -900,9 +898,7 @@ take_head(sl_transfer_t *t, sl_up_resp_t *h, size_t head_len)
 
     c->rpos += head_len;
     t->headers_done = 1;
-    t->in_callback = 1;
     t->on_headers(t);
-    t->in_callback = 0;
 }
 
 

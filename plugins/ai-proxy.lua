@@ -51,16 +51,7 @@ local lower = string.lower
 local floor = math.floor
 local concat = table.concat
 local decode = cjson.decode
-
--- the host's fast decoder (core/json_decode.c) for the request body; lua-cjson when it
--- declines (or outside a worker), which also words the error
-local fast_decode = function() return false end
-do
-    local ok, core = pcall(require, "sluice.core")
-    if ok and type(core) == "table" and core.json_decode then
-        fast_decode = core.json_decode
-    end
-end
+local decode_body = require("sluice.pdk.json").decode  -- the host's fast decoder, then cjson
 
 local NAME = "ai-proxy"
 local RELAY, relay_done          -- the core-relayed stream (defined before header_filter)
@@ -184,13 +175,9 @@ function _M.read_request(conf, ctx)
     -- left where get_json finds it for the plugins after this one
     local body = ctx._json_body
     if body == nil then
-        local ok, v = fast_decode(raw)
-        if not ok then
-            local derr
-            v, derr = decode(raw)
-            if derr then
-                return nil, 400, { message = "could not parse JSON request body: " .. derr }
-            end
+        local v, derr = decode_body(raw)
+        if derr then
+            return nil, 400, { message = "could not parse JSON request body: " .. derr }
         end
 
         body = v                    -- valid JSON that is not an object: no protocol below

@@ -3,15 +3,6 @@ local json = require("sluice.pdk.json")
 
 local has_http, http = pcall(require, "sluice.http")
 
--- the host's fast decoder (core/json_decode.c); lua-cjson when it declines or outside a worker
-local fast_decode = function() return false end
-do
-    local ok, core = pcall(require, "sluice.core")
-    if ok and type(core) == "table" and core.json_decode then
-        fast_decode = core.json_decode
-    end
-end
-
 local type = type
 local lower = string.lower
 local tonumber = tonumber
@@ -210,12 +201,7 @@ function _M.get_json(ctx, max_size)
         return nil, err or "empty request body"
     end
 
-    local ok, t = fast_decode(body)
-    local derr
-    if not ok then
-        t, derr = json.decode(body)
-    end
-
+    local t, derr = json.decode(body)
     if type(t) ~= "table" then
         return nil, "invalid JSON in request body: " .. tostring(derr or "not an object")
     end
