@@ -16,9 +16,10 @@
 # process started here is killed at exit (Sluice by Sluice::Test, nginx by its group).
 use strict;
 use warnings;
-use Config;
 use FindBin qw($Bin);
 use lib "$Bin/../lib";
+use lib "$Bin/lib";
+use SluiceBench qw(spawn can_connect slurp spew child_pids pin cpu_seconds to_ms median);
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use IO::Select;
@@ -42,7 +43,6 @@ my %K = (
     pin      => $ENV{BENCH_PIN} // '',
 );
 my ($PIN_GW, $PIN_LOAD) = $K{pin} ? (1, 0) : ();
-my $TICK = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
 my %SKIP = map { $_ => 1 } split /,/, ($ENV{BENCH_SKIP} // '');
 my $PROFILE = grep { $_ eq '--profile' } @ARGV;
 
@@ -69,50 +69,6 @@ END {
 
 # ---------------------------------------------------------------------------------------------
 # processes
-
-# fork + exec in a new process group; the child gets SIGTERM when this script dies, even by
-# SIGKILL (prctl PR_SET_PDEATHSIG), so no nginx outlives a killed benchmark.
-sub spawn {
-    my ($argv, $log) = @_;
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        setpgid(0, 0);
-        my $prctl = $Config{archname} =~ /x86_64/ ? 157 : $Config{archname} =~ /aarch64/ ? 167
-                  : 0;
-        syscall($prctl, 1, 15) if $prctl;
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log;
-        open STDERR, '>>', $log;
-        exec { $argv->[0] } @$argv or _exit(127);
-    }
-    setpgid($pid, $pid);
-    return $pid;
-}
-
-
-sub can_connect {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
-                                  Timeout => 1) or return 0;
-    close $s;
-    return 1;
-}
-
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-
-sub spew {
-    my ($file, $data) = @_;
-    open my $fh, '>', $file or die "cannot write $file: $!\n";
-    print $fh $data;
-    close $fh or die "cannot write $file: $!\n";
-}
 
 
 sub render {
@@ -164,42 +120,6 @@ sub start_nginx {
 }
 
 
-sub child_pids {
-    my ($ppid) = @_;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $s = slurp($stat);
-        my $i = rindex $s, ')';
-        next if $i < 0;
-        my (undef, $pp) = split ' ', substr($s, $i + 2);
-        push @pids, $stat =~ m{/proc/(\d+)/} if defined $pp && $pp == $ppid;
-    }
-    return sort { $a <=> $b } @pids;
-}
-
-
-# Moves a process tree (given its pids) onto one CPU, when BENCH_PIN is set.
-sub pin {
-    my ($cpu, @pids) = @_;
-    return if !defined $cpu;
-    system("taskset -a -c -p $cpu $_ >/dev/null 2>&1") for @pids;
-}
-
-
-# utime + stime of the processes, in seconds
-sub cpu_seconds {
-    my $t = 0;
-    for my $pid (@_) {
-        my $s = slurp("/proc/$pid/stat");
-        my $i = rindex $s, ')';
-        next if $i < 0;
-        my @f = split ' ', substr($s, $i + 2);
-        $t += $f[11] + $f[12];
-    }
-    return $t / $TICK;
-}
-
-
 sub route {
     my ($id, $uri, $up_port) = @_;
     return { id => "$id", uri => $uri, plugins => { 'bench-trivial' => {} },
@@ -229,15 +149,6 @@ sub start_gateway {
 # ---------------------------------------------------------------------------------------------
 # wrk
 
-sub to_ms {
-    my ($v, $unit) = @_;
-    return $v / 1000 if $unit eq 'us';
-    return $v if $unit eq 'ms';
-    return $v * 1000 if $unit eq 's';
-    return $v * 60000 if $unit eq 'm';
-    return undef;
-}
-
 
 # Runs wrk for $secs against $port (with an optional Lua script); returns the parsed result.
 sub wrk {
@@ -264,14 +175,6 @@ sub wrk {
     $r{non2xx} //= 0;
     die "wrk failed against port $port:\n$out\n" if !defined $r{rps};
     return \%r;
-}
-
-
-sub median {
-    my @v = sort { $a <=> $b } grep { defined } @_;
-    return undef if !@v;
-    return $v[$#v / 2] if @v % 2;
-    return ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
 }
 
 

@@ -24,6 +24,8 @@ use strict;
 use warnings;
 use FindBin qw($Bin);
 use lib "$Bin/../../lib";
+use lib "$Bin/../lib";
+use SluiceBench qw(spawn can_connect slurp spew child_pids pin cpu_seconds to_ms median);
 use File::Copy qw(copy);
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
@@ -49,7 +51,6 @@ my %K = (
     pin      => $ENV{BENCH_PIN} // '',
 );
 my ($PIN_GW, $PIN_LOAD) = $K{pin} ? (1, 0) : ();
-my $TICK = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
 my %SKIP = map { $_ => 1 } split /,/, ($ENV{BENCH_SKIP} // '');
 my $LATENCY_BIN = "$ROOT/build/bench/ai_latency";
 my $CHAT = '/v1/chat/completions';
@@ -76,45 +77,6 @@ END {
 # ---------------------------------------------------------------------------------------------
 # processes (as t/bench/core.pl)
 
-sub spawn {
-    my ($argv, $log) = @_;
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        setpgid(0, 0);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log;
-        open STDERR, '>>', $log;
-        exec { $argv->[0] } @$argv or _exit(127);
-    }
-    setpgid($pid, $pid);
-    return $pid;
-}
-
-
-sub can_connect {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
-                                  Timeout => 1) or return 0;
-    close $s;
-    return 1;
-}
-
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-
-sub spew {
-    my ($file, $data) = @_;
-    open my $fh, '>', $file or die "cannot write $file: $!\n";
-    print $fh $data;
-    close $fh or die "cannot write $file: $!\n";
-}
-
 
 sub render {
     my ($template, %v) = @_;
@@ -124,40 +86,6 @@ sub render {
         s/\@(\w+)\@/exists $v{$1} ? $v{$1} : die "unset \@$1\@ in $template\n"/ge;
     }
     return join '', @lines;
-}
-
-
-sub child_pids {
-    my ($ppid) = @_;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $s = slurp($stat);
-        my $i = rindex $s, ')';
-        next if $i < 0;
-        my (undef, $pp) = split ' ', substr($s, $i + 2);
-        push @pids, $stat =~ m{/proc/(\d+)/} if defined $pp && $pp == $ppid;
-    }
-    return sort { $a <=> $b } @pids;
-}
-
-
-sub pin {
-    my ($cpu, @pids) = @_;
-    return if !defined $cpu;
-    system("taskset -a -c -p $cpu $_ >/dev/null 2>&1") for @pids;
-}
-
-
-sub cpu_seconds {
-    my $t = 0;
-    for my $pid (@_) {
-        my $s = slurp("/proc/$pid/stat");
-        my $i = rindex $s, ')';
-        next if $i < 0;
-        my @f = split ' ', substr($s, $i + 2);
-        $t += $f[11] + $f[12];
-    }
-    return $t / $TICK;
 }
 
 
@@ -231,15 +159,6 @@ sub post_once {
 # ---------------------------------------------------------------------------------------------
 # wrk
 
-sub to_ms {
-    my ($v, $unit) = @_;
-    return $v / 1000 if $unit eq 'us';
-    return $v if $unit eq 'ms';
-    return $v * 1000 if $unit eq 's';
-    return $v * 60000 if $unit eq 'm';
-    return undef;
-}
-
 
 sub wrk {
     my ($port, $path, $secs, $script) = @_;
@@ -265,14 +184,6 @@ sub wrk {
     $r{non2xx} //= 0;
     die "wrk failed against port $port:\n$out\n" if !defined $r{rps};
     return \%r;
-}
-
-
-sub median {
-    my @v = sort { $a <=> $b } grep { defined } @_;
-    return undef if !@v;
-    return $v[$#v / 2] if @v % 2;
-    return ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
 }
 
 
