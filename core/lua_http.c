@@ -378,6 +378,60 @@ l_set_resp_header(lua_State *L)
 }
 
 
+/* clear_resp_headers(names [, prefixes]): removes every response header whose lowercased
+ * name is a key of the table `names` or starts with one of the lowercase strings of the array
+ * `prefixes`; one pass over the headers, no table of them built */
+static int
+l_clear_resp_headers(lua_State *L)
+{
+    sl_req_t   *r = req(L);
+    sl_hdr_t   *h;
+    char        buf[256];
+    size_t      i, j, k, np, plen;
+    const char *pre;
+    int         drop;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    np = lua_istable(L, 2) ? lua_objlen(L, 2) : 0;
+    if (r->headers_sent) {
+        return 0;
+    }
+
+    for (i = 0; i < r->resp_headers.n; i++) {
+        h = &r->resp_headers.items[i];
+        if (h->name.len == 0 || h->name.len >= sizeof(buf)) {
+            continue;
+        }
+
+        for (k = 0; k < h->name.len; k++) {
+            char  c = h->name.data[k];
+            buf[k] = (char) ((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        }
+
+        drop = 0;
+        for (j = 1; j <= np && !drop; j++) {
+            lua_rawgeti(L, 2, (int) j);
+            pre = lua_tolstring(L, -1, &plen);
+            drop = pre != NULL && plen <= h->name.len && memcmp(buf, pre, plen) == 0;
+            lua_pop(L, 1);
+        }
+
+        if (!drop) {
+            lua_pushlstring(L, buf, h->name.len);
+            lua_rawget(L, 1);
+            drop = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
+
+        if (drop) {
+            h->name.len = 0;        /* removed (see headers.h) */
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 l_send_headers(lua_State *L)
 {
@@ -501,6 +555,7 @@ luaopen_sluice_http(lua_State *L)
         {"resp_header", l_resp_header},
         {"resp_headers", l_resp_headers},
         {"set_resp_header", l_set_resp_header},
+        {"clear_resp_headers", l_clear_resp_headers},
         {"send_headers", l_send_headers},
         {"send_body", l_send_body},
         {"finish", l_finish},

@@ -3,11 +3,21 @@
  *     (1-based, `"key": value` from the key's quote to the value's last byte), nil when s is
  *     not one object, false when a key holds an escape (lua/sluice/ai/request.lua's Lua twin
  *     handles those);
+ *   core.json_splice(s, pairs): s with top-level members replaced: pairs maps a key to the
+ *     whole `"key":value` text that replaces its member (the first one; repeats are dropped)
+ *     or to false (removed); keys s lacks are appended in byte order. nil when s is not one
+ *     object, false when a key of s holds an escape or there are more than SPLICE_MAX keys
+ *     in pairs (the Lua splice of lua/sluice/ai/request.lua handles those);
  *   core.json_decode(s): true, value, or false when the fast decoder declines (the caller
  *     then asks lua-cjson, which also words the error). */
 #include "json_decode.h"
 #include "json_scan.h"
 #include "lua_vm.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+
+#define SPLICE_MAX  32
 
 typedef struct {
     lua_State  *L;
@@ -47,6 +57,166 @@ sl_lua_json_top_spans(lua_State *L)
         lua_pushboolean(L, 0);
     }
 
+    return 1;
+}
+
+
+typedef struct {
+    lua_State    *L;
+    const char   *s;
+    luaL_Buffer   b;
+    int           items;        /* members written so far */
+    int           ndone;
+    const void   *done[SPLICE_MAX];     /* keys of pairs already written (interned: by address) */
+} splice_t;
+
+
+static void
+splice_put(splice_t *sp, const char *p, size_t n)
+{
+    if (sp->items++ > 0) {
+        luaL_addchar(&sp->b, ',');
+    }
+
+    luaL_addlstring(&sp->b, p, n);
+}
+
+
+static void
+on_splice(void *ud, const char *key, size_t klen, size_t first, size_t last)
+{
+    splice_t     *sp = ud;
+    lua_State    *L = sp->L;
+    const void   *k;
+    const char   *pair;
+    size_t        plen;
+    int           i;
+
+    lua_pushlstring(L, key, klen);
+    k = lua_tostring(L, -1);        /* interned: one address per distinct key */
+    lua_rawget(L, 2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        splice_put(sp, sp->s + first, last - first + 1);
+        return;
+    }
+
+    pair = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &plen) : NULL;
+    lua_pop(L, 1);
+    for (i = 0; i < sp->ndone; i++) {
+        if (sp->done[i] == k) {
+            return;                 /* a repeated key: its replacement is written already */
+        }
+    }
+
+    if (pair != NULL) {
+        splice_put(sp, pair, plen);
+    }
+
+    sp->done[sp->ndone++] = k;
+}
+
+
+typedef struct {
+    const char  *key;
+    size_t       klen;
+    const char  *pair;
+    size_t       plen;
+} extra_t;
+
+
+static int
+extra_cmp(const void *a, const void *b)
+{
+    const extra_t  *x = a, *y = b;
+    size_t          n = x->klen < y->klen ? x->klen : y->klen;
+    int             c = memcmp(x->key, y->key, n);
+
+    return c != 0 ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+
+int
+sl_lua_json_splice(lua_State *L)
+{
+    size_t       len;
+    const char  *s = luaL_checklstring(L, 1, &len);
+    splice_t     sp;
+    extra_t      extra[SPLICE_MAX];
+    int          rc, nkeys = 0, nextra = 0, i, j;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        int  vt = lua_type(L, -1), bad;
+
+        bad = ++nkeys > SPLICE_MAX || lua_type(L, -2) != LUA_TSTRING
+              || (vt != LUA_TSTRING && !(vt == LUA_TBOOLEAN && !lua_toboolean(L, -1)));
+        lua_pop(L, 1);
+        if (bad) {
+            lua_pop(L, 1);
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+
+    sp.L = L;
+    sp.s = s;
+    sp.items = 0;
+    sp.ndone = 0;
+    luaL_buffinit(L, &sp.b);
+    luaL_addchar(&sp.b, '{');
+    rc = sl_json_top_spans(s, len, on_splice, &sp);
+    if (rc < 0) {
+        luaL_pushresult(&sp.b);
+        lua_pop(L, 1);
+        if (rc == SL_JSON_MALFORMED) {
+            lua_pushnil(L);
+        } else {
+            lua_pushboolean(L, 0);
+        }
+
+        return 1;
+    }
+
+    /* the keys s lacks, in byte order (pairs' iteration order is the table's) */
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        size_t       klen, plen;
+        const char  *k = lua_tolstring(L, -2, &klen);
+        const char  *pair = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &plen) : NULL;
+
+        lua_pop(L, 1);
+        if (pair == NULL) {
+            continue;
+        }
+
+        for (j = 0; j < sp.ndone && sp.done[j] != k; j++) {
+            /* written in place */
+        }
+
+        if (j < sp.ndone) {
+            continue;
+        }
+
+        extra[nextra].key = k;
+        extra[nextra].klen = klen;
+        extra[nextra].pair = pair;
+        extra[nextra].plen = plen;
+        nextra++;
+    }
+
+    if (nextra > 1) {
+        qsort(extra, (size_t) nextra, sizeof(extra_t), extra_cmp);
+    }
+
+    for (i = 0; i < nextra; i++) {
+        splice_put(&sp, extra[i].pair, extra[i].plen);
+    }
+
+    luaL_addchar(&sp.b, '}');
+    luaL_pushresult(&sp.b);
     return 1;
 }
 

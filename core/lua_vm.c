@@ -300,6 +300,7 @@ luaopen_sluice_core(lua_State *L)
         {"sse_complete", sl_lua_sse_complete},
         {"json_top_spans", sl_lua_json_top_spans},
         {"json_decode", sl_lua_json_decode},
+        {"json_splice", sl_lua_json_splice},
         {NULL, NULL},
     };
 

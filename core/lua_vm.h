@@ -81,5 +81,6 @@ int sl_lua_sse_complete(lua_State *L);
 /* lua_json.c: core.json_top_spans, core.json_decode */
 int sl_lua_json_top_spans(lua_State *L);
 int sl_lua_json_decode(lua_State *L);
+int sl_lua_json_splice(lua_State *L);
 
 #endif

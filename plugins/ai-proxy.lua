@@ -42,19 +42,18 @@ local type = type
 local pcall = pcall
 local setmetatable = setmetatable
 local ipairs = ipairs
-local pairs = pairs
 local tonumber = tonumber
 local tostring = tostring
 local find = string.find
 local sub = string.sub
-local lower = string.lower
 local floor = math.floor
 local concat = table.concat
 local decode = cjson.decode
 local decode_body = require("sluice.pdk.json").decode  -- the host's fast decoder, then cjson
 
 local NAME = "ai-proxy"
-local RELAY, relay_done          -- the core-relayed stream (defined before header_filter)
+local RELAY, RELAY_BODY, relay_done  -- the core-relayed answer (defined before header_filter)
+local relay_body_done, NO_CAPTURE     -- (defined after account_body)
 local DEFAULT_MAX_BODY = 67108864
 local NO_OUTPUT_MSG = "streaming response completed without producing any output; the "
     .. "upstream likely returned a different stream format than the converter expects"
@@ -362,66 +361,6 @@ function _M.access(conf, ctx)
 end
 
 
--- Header name as the provider spelled it -> whether it is stripped; a provider sends the same
--- few dozen names again and again (bounded).
-local strip_memo, strip_memo_n = {}, 0
-
-
-local function strip_decision(name)
-    local lname = lower(name)
-    local drop = STRIP_HEADERS[lname] or false
-    if not drop then
-        for _, prefix in ipairs(STRIP_PREFIXES) do
-            if sub(lname, 1, #prefix) == prefix then
-                drop = true
-                break
-            end
-        end
-    end
-
-    if strip_memo_n >= 1024 then
-        strip_memo, strip_memo_n = {}, 0
-    end
-
-    strip_memo[name] = drop
-    strip_memo_n = strip_memo_n + 1
-    return drop
-end
-
-
-local function filter_response_headers()
-    local headers = pdk.response.get_headers and pdk.response.get_headers()
-    if type(headers) ~= "table" then
-        for name in pairs(STRIP_HEADERS) do
-            if pdk.response.get_header(name) ~= nil then
-                pdk.response.set_header(name, nil)
-            end
-        end
-
-        return
-    end
-
-    local strip
-    for name in pairs(headers) do
-        local drop = strip_memo[name]
-        if drop == nil then
-            drop = strip_decision(name)
-        end
-
-        if drop then
-            strip = strip or {}
-            strip[#strip + 1] = name
-        end
-    end
-
-    if strip then
-        for _, name in ipairs(strip) do
-            pdk.response.set_header(name, nil)
-        end
-    end
-end
-
-
 -- The response body is over (the last chunk, or the end of a relayed stream). When it ended
 -- because the provider's connection broke, or the core's whole-transfer deadline
 -- (max_stream_duration_ms, set in proxy_to) ended it before a chunk came to check, the cut
@@ -453,14 +392,23 @@ end
 -- last 16 KB; the scan then picks up again at the tail's first whole event.
 local RELAY_CAPTURE = 1024 * 1024
 RELAY = { capture = RELAY_CAPTURE, sse = true, plugin = NAME }
+RELAY_BODY = { capture = RELAY_CAPTURE, sse = false, plugin = NAME }
 
 relay_done = function(ctx, ok, err, cap)
     local st = ctx[NAME]
-    if not st or not st.acc then
+    if not st then
         return
     end
 
-    cap = cap or { bytes = 0, head = "" }
+    cap = cap or NO_CAPTURE
+    if st.nonstream then
+        return relay_body_done(ctx, st, ok, err, cap)
+    end
+
+    if not st.acc then
+        return
+    end
+
     st.bytes = cap.bytes
     if cap.first_event then
         st.ttft = true
@@ -507,7 +455,7 @@ function _M.header_filter(conf, ctx)
     local now = fresh_now()
     st.status = status
     st.streaming = find(ct, "text/event-stream", 1, true) ~= nil
-    filter_response_headers()
+    pdk.response.clear_headers(STRIP_HEADERS, STRIP_PREFIXES)
 
     if status == 429 or status >= 500 then
         -- the provider's error, with its body and headers; TTFT = time to the error
@@ -558,9 +506,17 @@ function _M.header_filter(conf, ctx)
     elseif status >= 400 or not BODY_USAGE[st.target] then
         st.mode = "raw"
 
-    else
-        st.mode = max_bytes and "hold" or "tee"
+    elseif max_bytes then
+        st.mode = "hold"
         st.parts = {}
+
+    else
+        -- the core relays the body and keeps a copy, read once at the end (when ai-proxy is
+        -- the route's only body filter; otherwise body_filter collects it, "tee")
+        st.mode = "tee"
+        st.parts = {}
+        ctx.relay = RELAY_BODY
+        ctx.relay_done = relay_done
     end
 
     if max_bytes then
@@ -712,6 +668,42 @@ local function account_body(st, s, obj)
             st.text = protocols.response_text(target, decoded)
         end
     end
+end
+
+
+-- A non-streaming answer relayed by the core (see header_filter): usage, tool calls and the
+-- text found once in the copy. The provider puts usage last, so a body longer than the copy's
+-- head has it in the tail.
+NO_CAPTURE = { bytes = 0, head = "" }
+
+relay_body_done = function(ctx, st, ok, err, cap)
+    st.bytes = cap.bytes
+    if not ok then
+        ctx.upstream_error = err
+    end
+
+    set_ttft(ctx, st)
+    local tail = cap.tail
+    if tail then
+        local u, raw = usage.from_body_string(st.target, tail)
+        if u then
+            st.final_usage, st.final_raw = u, raw
+        end
+
+        local marker = protocols.TOOL_MARKERS[st.target]
+        st.tool_call = marker and (find(cap.head, marker, 1, true) or find(tail, marker, 1, true))
+                       and true or false
+
+    else
+        account_body(st, cap.head)
+        if st.invalid and ok then
+            pdk.log.warn("provider response is not valid JSON, usage is not available; ",
+                         "route_id=", ctx.var.route_id or "", " bytes=", #cap.head)
+            ctx.var.error_reason = "provider response is not valid JSON"
+        end
+    end
+
+    body_ended(ctx, st)
 end
 
 

@@ -361,6 +361,19 @@ local stub = {
     response = {
         get_header = function(name) return R.resp_headers[name:lower()] end,
         set_header = function(name, v) R.resp_headers[name:lower()] = v end,
+        clear_headers = function(names, prefixes)     -- as core/lua_http.c's
+            for name in pairs(R.resp_headers) do
+                local lname = name:lower()
+                local drop = names[lname]
+                for _, p in ipairs(prefixes or {}) do
+                    drop = drop or lname:sub(1, #p) == p
+                end
+
+                if drop then
+                    R.resp_headers[name] = nil
+                end
+            end
+        end,
         set_status = function(code) R.status = code end,
         get_upstream_status = function() return R.upstream_status end,
     },

@@ -273,10 +273,41 @@ end
 
 -- splice(raw, out, changed) -> JSON text: raw with the `changed` top-level keys replaced by
 -- their values in `out` (removed when nil; new ones appended, sorted), or nil when raw cannot
--- be scanned.
+-- be scanned. In a worker the host splices in C (core.json_splice) from the `"key":value`
+-- texts; a key with an escape and plain LuaJIT take the Lua below.
+local c_splice
+do
+    local ok, core = pcall(require, "sluice.core")
+    c_splice = ok and type(core) == "table" and core.json_splice or nil
+end
+
+
 local function splice(raw, out, changed)
     if type(raw) ~= "string" then
         return nil
+    end
+
+    if c_splice then
+        local texts = {}
+        for k in pairs(changed) do
+            local v = out[k]
+            if v == nil then
+                texts[k] = false
+
+            else
+                local pair = encode_pair(k, v)
+                if not pair then
+                    return nil
+                end
+
+                texts[k] = pair
+            end
+        end
+
+        local body = c_splice(raw, texts)
+        if body ~= false then
+            return body
+        end
     end
 
     local spans = spans_of(raw)

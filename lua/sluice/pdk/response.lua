@@ -44,6 +44,14 @@ function _M.clear_header(name)
 end
 
 
+-- clear_headers(names, prefixes): removes every response header whose lowercased name is a key
+-- of `names` ({["set-cookie"] = true, ...}) or starts with one of `prefixes` ({"cf-", ...},
+-- lowercase). One pass in C, no table of the headers built.
+function _M.clear_headers(names, prefixes)
+    http.clear_resp_headers(names, prefixes)
+end
+
+
 function _M.get_upstream_status(ctx)
     return ctx and ctx.var and tonumber(ctx.var.upstream_status)
 end
