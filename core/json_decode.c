@@ -389,3 +389,20 @@ sl_json_decode(lua_State *L, const char *s, size_t len)
     lua_settop(L, top);
     return SL_DECLINED;
 }
+
+
+int
+sl_json_decode_prefix(lua_State *L, const char *s, size_t len, size_t *used)
+{
+    dec_t  d = { L, s, s + len, 0 };
+    int    top = lua_gettop(L);
+
+    ws(&d);
+    if (value(&d) == SL_OK) {
+        *used = (size_t) (d.p - s);
+        return SL_OK;
+    }
+
+    lua_settop(L, top);
+    return SL_DECLINED;
+}

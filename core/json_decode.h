@@ -13,4 +13,8 @@
 /* SL_OK with the value pushed, or SL_DECLINED with nothing pushed. */
 int sl_json_decode(lua_State *L, const char *s, size_t len);
 
+/* The same for the value at the start of s (blanks before it skipped), whatever follows it:
+ * *used is set to the bytes it took. */
+int sl_json_decode_prefix(lua_State *L, const char *s, size_t len, size_t *used);
+
 #endif

@@ -387,14 +387,29 @@ l_clear_resp_headers(lua_State *L)
     sl_req_t   *r = req(L);
     sl_hdr_t   *h;
     char        buf[256];
-    size_t      i, j, k, np, plen;
-    const char *pre;
+    size_t      i, j, k, np;
     int         drop;
+
+    const char *pres[8];
+    size_t      plens[8];
 
     luaL_checktype(L, 1, LUA_TTABLE);
     np = lua_istable(L, 2) ? lua_objlen(L, 2) : 0;
     if (r->headers_sent) {
         return 0;
+    }
+
+    if (np > 8) {
+        return luaL_error(L, "clear_resp_headers: at most 8 prefixes");
+    }
+
+    for (j = 0; j < np; j++) {
+        lua_rawgeti(L, 2, (int) j + 1);
+        pres[j] = lua_tolstring(L, -1, &plens[j]);     /* the table keeps it alive */
+        lua_pop(L, 1);
+        if (pres[j] == NULL) {
+            return luaL_error(L, "clear_resp_headers: prefixes must be strings");
+        }
     }
 
     for (i = 0; i < r->resp_headers.n; i++) {
@@ -409,11 +424,8 @@ l_clear_resp_headers(lua_State *L)
         }
 
         drop = 0;
-        for (j = 1; j <= np && !drop; j++) {
-            lua_rawgeti(L, 2, (int) j);
-            pre = lua_tolstring(L, -1, &plen);
-            drop = pre != NULL && plen <= h->name.len && memcmp(buf, pre, plen) == 0;
-            lua_pop(L, 1);
+        for (j = 0; j < np && !drop; j++) {
+            drop = plens[j] <= h->name.len && memcmp(buf, pres[j], plens[j]) == 0;
         }
 
         if (!drop) {

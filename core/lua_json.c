@@ -9,7 +9,9 @@
  *     object, false when a key of s holds an escape or there are more than SPLICE_MAX keys
  *     in pairs (the Lua splice of lua/sluice/ai/request.lua handles those);
  *   core.json_decode(s): true, value, or false when the fast decoder declines (the caller
- *     then asks lua-cjson, which also words the error). */
+ *     then asks lua-cjson, which also words the error);
+ *   core.json_decode(s, init): the value starting at byte init (1-based) of s, whatever
+ *     follows it: true, value, position after it, or false. */
 #include "json_decode.h"
 #include "json_scan.h"
 #include "lua_vm.h"
@@ -224,8 +226,24 @@ sl_lua_json_splice(lua_State *L)
 int
 sl_lua_json_decode(lua_State *L)
 {
-    size_t       len;
+    size_t       len, used;
     const char  *s = luaL_checklstring(L, 1, &len);
+    lua_Integer  init;
+
+    if (!lua_isnoneornil(L, 2)) {
+        init = luaL_checkinteger(L, 2);
+        if (init < 1 || (size_t) init > len
+            || sl_json_decode_prefix(L, s + init - 1, len - (size_t) init + 1, &used) != SL_OK)
+        {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+
+        lua_pushboolean(L, 1);
+        lua_insert(L, -2);
+        lua_pushinteger(L, init + (lua_Integer) used);
+        return 3;
+    }
 
     if (sl_json_decode(L, s, len) != SL_OK) {
         lua_pushboolean(L, 0);

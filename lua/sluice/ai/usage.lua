@@ -17,8 +17,9 @@
 -- the colon ('"usage":{'), so the `"usage":null` of every OpenAI chunk costs nothing extra.
 --
 -- Non-streaming bodies (from_body_string) are not decoded whole either: the last `"usage": {`
--- object is cut out with a balanced-brace match and decoded alone (an embeddings response of
--- megabytes of floats costs one plain find), with a full decode as the fallback.
+-- object is decoded alone, in place by the host's decoder (or cut out with a balanced-brace
+-- match), so an embeddings response of megabytes of floats costs one plain find; a full decode
+-- is the fallback.
 local cjson = require("cjson.safe")
 local sse = require("sluice.ai.sse")
 
@@ -32,6 +33,14 @@ local byte = string.byte
 local match = string.match
 local ceil = math.ceil
 local decode = cjson.decode
+
+-- In a worker, core.json_decode(s, init) decodes the value at init in C (core/json_decode.c)
+-- with no copy of it cut out first; plain LuaJIT (unit tests) cuts and parses in Lua.
+local json_at
+do
+    local ok, core = pcall(require, "sluice.core")
+    json_at = ok and type(core) == "table" and core.json_decode or nil
+end
 local find_key_object = sse.find_key_object
 local find_quoted = sse.find_quoted
 local value_start = sse.value_start
@@ -333,8 +342,17 @@ function _M.from_body_string(protocol, s)
     end
 
     if last_brace then
-        local obj = match(s, "^%b{}", last_brace)
-        local raw = obj and decode_counts(obj)
+        local raw
+        if json_at then
+            local ok, v = json_at(s, last_brace)
+            raw = ok and v or nil
+        end
+
+        if raw == nil then
+            local obj = match(s, "^%b{}", last_brace)
+            raw = obj and decode_counts(obj)
+        end
+
         if type(raw) == "table" and plausible(protocol, raw) then
             local u = normalise(protocol, raw)
             if u then
