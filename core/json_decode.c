@@ -172,6 +172,7 @@ number(dec_t *d)
     const char  *p = d->p, *start = p;
     char         buf[64];
     size_t       n;
+    int          frac = 0;
 
     if (p < d->end && *p == '-') {
         p++;
@@ -193,6 +194,7 @@ number(dec_t *d)
     }
 
     if (p < d->end && *p == '.') {
+        frac = 1;
         p++;
         if (p >= d->end || *p < '0' || *p > '9') {
             return SL_DECLINED;
@@ -204,6 +206,7 @@ number(dec_t *d)
     }
 
     if (p < d->end && (*p == 'e' || *p == 'E')) {
+        frac = 1;
         p++;
         if (p < d->end && (*p == '+' || *p == '-')) {
             p++;
@@ -219,6 +222,20 @@ number(dec_t *d)
     }
 
     n = (size_t) (p - start);
+    if (n <= 15 && !frac) {
+        /* an integer of at most 15 digits: exact in a double, no strtod needed */
+        const char  *q = start + (*start == '-');
+        double       v = 0;
+
+        for ( ; q < p; q++) {
+            v = v * 10 + (*q - '0');
+        }
+
+        lua_pushnumber(d->L, *start == '-' ? -v : v);
+        d->p = p;
+        return SL_OK;
+    }
+
     if (n >= sizeof(buf)) {
         return SL_DECLINED;
     }

@@ -380,18 +380,17 @@ l_set_resp_header(lua_State *L)
 
 /* clear_resp_headers(names [, prefixes]): removes every response header whose lowercased
  * name is a key of the table `names` or starts with one of the lowercase strings of the array
- * `prefixes`; one pass over the headers, no table of them built */
+ * `prefixes`; one pass over the headers, no table of them built, no string made */
+#define CLEAR_MAX  32
+
 static int
 l_clear_resp_headers(lua_State *L)
 {
-    sl_req_t   *r = req(L);
-    sl_hdr_t   *h;
-    char        buf[256];
-    size_t      i, j, k, np;
-    int         drop;
-
-    const char *pres[8];
-    size_t      plens[8];
+    sl_req_t    *r = req(L);
+    sl_hdr_t    *h;
+    const char  *names[CLEAR_MAX], *pres[8];
+    size_t       nlens[CLEAR_MAX], plens[8], i, j, nn = 0, np;
+    int          drop;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     np = lua_istable(L, 2) ? lua_objlen(L, 2) : 0;
@@ -403,36 +402,43 @@ l_clear_resp_headers(lua_State *L)
         return luaL_error(L, "clear_resp_headers: at most 8 prefixes");
     }
 
+    /* the strings stay alive in the caller's tables while this runs */
     for (j = 0; j < np; j++) {
         lua_rawgeti(L, 2, (int) j + 1);
-        pres[j] = lua_tolstring(L, -1, &plens[j]);     /* the table keeps it alive */
+        pres[j] = lua_tolstring(L, -1, &plens[j]);
         lua_pop(L, 1);
         if (pres[j] == NULL) {
             return luaL_error(L, "clear_resp_headers: prefixes must be strings");
         }
     }
 
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        if (lua_toboolean(L, -1) && lua_type(L, -2) == LUA_TSTRING) {
+            if (nn == CLEAR_MAX) {
+                return luaL_error(L, "clear_resp_headers: at most %d names", CLEAR_MAX);
+            }
+
+            names[nn] = lua_tolstring(L, -2, &nlens[nn]);
+            nn++;
+        }
+
+        lua_pop(L, 1);
+    }
+
     for (i = 0; i < r->resp_headers.n; i++) {
         h = &r->resp_headers.items[i];
-        if (h->name.len == 0 || h->name.len >= sizeof(buf)) {
+        if (h->name.len == 0) {
             continue;
         }
 
-        for (k = 0; k < h->name.len; k++) {
-            char  c = h->name.data[k];
-            buf[k] = (char) ((c >= 'A' && c <= 'Z') ? c + 32 : c);
-        }
-
         drop = 0;
-        for (j = 0; j < np && !drop; j++) {
-            drop = plens[j] <= h->name.len && memcmp(buf, pres[j], plens[j]) == 0;
+        for (j = 0; j < nn && !drop; j++) {
+            drop = nlens[j] == h->name.len && strncasecmp(h->name.data, names[j], nlens[j]) == 0;
         }
 
-        if (!drop) {
-            lua_pushlstring(L, buf, h->name.len);
-            lua_rawget(L, 1);
-            drop = lua_toboolean(L, -1);
-            lua_pop(L, 1);
+        for (j = 0; j < np && !drop; j++) {
+            drop = plens[j] <= h->name.len && strncasecmp(h->name.data, pres[j], plens[j]) == 0;
         }
 
         if (drop) {

@@ -66,7 +66,8 @@ sl_lua_json_top_spans(lua_State *L)
 typedef struct {
     lua_State    *L;
     const char   *s;
-    luaL_Buffer   b;
+    char         *out;          /* room for all of it, counted before (see sl_lua_json_splice) */
+    size_t        n;
     int           items;        /* members written so far */
     int           ndone;
     const void   *done[SPLICE_MAX];     /* keys of pairs already written (interned: by address) */
@@ -77,10 +78,11 @@ static void
 splice_put(splice_t *sp, const char *p, size_t n)
 {
     if (sp->items++ > 0) {
-        luaL_addchar(&sp->b, ',');
+        sp->out[sp->n++] = ',';
     }
 
-    luaL_addlstring(&sp->b, p, n);
+    memcpy(sp->out + sp->n, p, n);
+    sp->n += n;
 }
 
 
@@ -141,20 +143,29 @@ extra_cmp(const void *a, const void *b)
 int
 sl_lua_json_splice(lua_State *L)
 {
-    size_t       len;
+    size_t       len, room, plen;
     const char  *s = luaL_checklstring(L, 1, &len);
     splice_t     sp;
     extra_t      extra[SPLICE_MAX];
+    char         stack[8192];
     int          rc, nkeys = 0, nextra = 0, i, j;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
+
+    /* the output is at most s, every text and a comma each, and the braces */
+    room = len + 2;
     lua_pushnil(L);
     while (lua_next(L, 2) != 0) {
         int  vt = lua_type(L, -1), bad;
 
         bad = ++nkeys > SPLICE_MAX || lua_type(L, -2) != LUA_TSTRING
               || (vt != LUA_TSTRING && !(vt == LUA_TBOOLEAN && !lua_toboolean(L, -1)));
+        if (vt == LUA_TSTRING) {
+            (void) lua_tolstring(L, -1, &plen);
+            room += plen + 1;
+        }
+
         lua_pop(L, 1);
         if (bad) {
             lua_pop(L, 1);
@@ -165,14 +176,21 @@ sl_lua_json_splice(lua_State *L)
 
     sp.L = L;
     sp.s = s;
+    sp.n = 0;
     sp.items = 0;
     sp.ndone = 0;
-    luaL_buffinit(L, &sp.b);
-    luaL_addchar(&sp.b, '{');
+    sp.out = room <= sizeof(stack) ? stack : malloc(room);
+    if (sp.out == NULL) {
+        return luaL_error(L, "json_splice: out of memory");
+    }
+
+    sp.out[sp.n++] = '{';
     rc = sl_json_top_spans(s, len, on_splice, &sp);
     if (rc < 0) {
-        luaL_pushresult(&sp.b);
-        lua_pop(L, 1);
+        if (sp.out != stack) {
+            free(sp.out);
+        }
+
         if (rc == SL_JSON_MALFORMED) {
             lua_pushnil(L);
         } else {
@@ -185,7 +203,7 @@ sl_lua_json_splice(lua_State *L)
     /* the keys s lacks, in byte order (pairs' iteration order is the table's) */
     lua_pushnil(L);
     while (lua_next(L, 2) != 0) {
-        size_t       klen, plen;
+        size_t       klen;
         const char  *k = lua_tolstring(L, -2, &klen);
         const char  *pair = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &plen) : NULL;
 
@@ -217,8 +235,12 @@ sl_lua_json_splice(lua_State *L)
         splice_put(&sp, extra[i].pair, extra[i].plen);
     }
 
-    luaL_addchar(&sp.b, '}');
-    luaL_pushresult(&sp.b);
+    sp.out[sp.n++] = '}';
+    lua_pushlstring(L, sp.out, sp.n);
+    if (sp.out != stack) {
+        free(sp.out);
+    }
+
     return 1;
 }
 
