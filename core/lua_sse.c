@@ -1,10 +1,12 @@
-/* lua_sse.c -- core.sse_complete(s) and core.sse_hits(s, key) for lua/sluice/ai/sse.lua: the
+/* lua_sse.c -- core.sse_complete(s) and core.sse_hits(s, key [, first]) for
+ * lua/sluice/ai/sse.lua and usage.lua, and core.find(s, needle [, init]) (find.c): the
  * scan of a relayed stream for its usage-carrying events (sse_scan.c), with the events parsed
  * as sse.lua's parse_event does: fields "name: value" (one optional space), comment lines
  * (":") skipped, data lines joined with "\n", a trailing CR dropped, event "message" when
  * unnamed or empty. */
 #include "lua_vm.h"
 #include "sse_scan.h"
+#include "find.h"
 
 typedef struct {
     lua_State   *L;
@@ -112,7 +114,8 @@ on_hit(void *ud, size_t start, size_t end)
 }
 
 
-/* sse_hits(region, key) -> array of events, or nil when none */
+/* sse_hits(region, key [, first]) -> array of events, or nil when none. With `first`: only
+ * the hits among the first `first` events and the last one after them (sl_sse_hits_ends). */
 int
 sl_lua_sse_hits(lua_State *L)
 {
@@ -120,9 +123,15 @@ sl_lua_sse_hits(lua_State *L)
     const char  *s = luaL_checklstring(L, 1, &len);
     const char  *key = luaL_checklstring(L, 2, &klen);
     hits_t       h = { L, s, 0 };
+    lua_Integer  first = luaL_optinteger(L, 3, -1);
 
     lua_createtable(L, 2, 0);
-    sl_sse_hits(s, len, key, klen, on_hit, &h);
+    if (first >= 0) {
+        sl_sse_hits_ends(s, len, key, klen, (size_t) first, on_hit, &h);
+    } else {
+        sl_sse_hits(s, len, key, klen, on_hit, &h);
+    }
+
     if (h.n == 0) {
         lua_pushnil(L);
     }
@@ -139,5 +148,36 @@ sl_lua_sse_complete(lua_State *L)
     const char  *s = luaL_checklstring(L, 1, &len);
 
     lua_pushinteger(L, (lua_Integer) sl_sse_complete(s, len));
+    return 1;
+}
+
+
+/* find(s, needle [, init]) -> position of the first needle at or after init (1-based), or
+ * nil: string.find(s, needle, init, true) with sixteen positions checked per step */
+int
+sl_lua_find(lua_State *L)
+{
+    size_t       len, nlen;
+    const char  *s = luaL_checklstring(L, 1, &len);
+    const char  *needle = luaL_checklstring(L, 2, &nlen);
+    lua_Integer  init = luaL_optinteger(L, 3, 1);
+    const char  *p;
+
+    if (init < 1) {
+        init = 1;
+    }
+
+    if ((size_t) init > len + 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+
+    p = sl_find(s + init - 1, len - (size_t) init + 1, needle, nlen);
+    if (p == NULL) {
+        lua_pushnil(L);
+    } else {
+        lua_pushinteger(L, (lua_Integer) (p - s) + 1);
+    }
+
     return 1;
 }

@@ -301,6 +301,7 @@ luaopen_sluice_core(lua_State *L)
         {"json_top_spans", sl_lua_json_top_spans},
         {"json_decode", sl_lua_json_decode},
         {"json_splice", sl_lua_json_splice},
+        {"find", sl_lua_find},
         {NULL, NULL},
     };
 

@@ -1,9 +1,13 @@
-/* sse_scan.c -- see sse_scan.h. The key is looked for by memchr on its rarest byte;
- * only the events it is found in are delimited, by looking back for the blank line before the
- * hit and forward for the one after it. */
+/* sse_scan.c -- see sse_scan.h. The key is looked for with sl_find (find.h: two of its
+ * rarest bytes checked sixteen positions at a time), or backwards from the end for the last
+ * hit; only the events it is found in are delimited, by looking back for the blank line
+ * before the hit and forward for the one after it. */
+#define _GNU_SOURCE             /* memrchr */
 #include "sse_scan.h"
 
 #include <string.h>
+
+#include "find.h"
 
 
 /* the boundary at or after i: *lf = the LF ending the event's last line, returns the first
@@ -80,65 +84,20 @@ event_start(const char *s, size_t from, size_t pos)
 }
 
 
-/* The key's byte least likely in JSON text (by a rough rank), to memchr for: memmem restarts
- * at every occurrence of any prefix, and '"' or 'u' are everywhere in a stream. */
-static size_t
-rare_index(const char *key, size_t klen)
-{
-    static const char  common[] = "\"e:,ta{}oinsrhldcum_0123456789pfgwybvkxjqz";
-    size_t             i, best = 0, rank, best_rank = 0;
-    const char        *c;
-
-    for (i = 0; i < klen; i++) {
-        c = memchr(common, key[i], sizeof(common) - 1);
-        rank = c != NULL ? (size_t) (c - common) : sizeof(common);
-        if (rank >= best_rank) {
-            best = i;
-            best_rank = rank;
-        }
-    }
-
-    return best;
-}
-
-
-/* the first occurrence of key in s[from..len), or NULL */
-static const char *
-find_key(const char *s, size_t from, size_t len, const char *key, size_t klen, size_t k)
-{
-    const char  *p = s + from + k, *end;
-
-    if (len - from < klen) {
-        return NULL;
-    }
-
-    end = s + len - (klen - k);
-    while (p < end && (p = memchr(p, key[k], (size_t) (end - p))) != NULL) {
-        if (memcmp(p - k, key, klen) == 0) {
-            return p - k;
-        }
-
-        p++;
-    }
-
-    return NULL;
-}
-
-
 void
 sl_sse_hits(const char *s, size_t len, const char *key, size_t klen,
             void (*fn)(void *ud, size_t start, size_t end), void *ud)
 {
-    size_t       from = 0, q, start, lf, next, k;
+    size_t       from = 0, q, start, lf, next, a, b;
     const char  *p;
 
     if (klen == 0) {
         return;
     }
 
-    k = rare_index(key, klen);
+    sl_find_pick(key, klen, &a, &b);
     while (from < len) {
-        p = find_key(s, from, len, key, klen, k);
+        p = sl_find_at(s + from, len - from, key, klen, a, b);
         if (p == NULL) {
             return;
         }
@@ -173,4 +132,85 @@ sl_sse_hits(const char *s, size_t len, const char *key, size_t klen,
         fn(ud, start, lf);
         from = next;
     }
+}
+
+
+/* the last occurrence of key in s[from..len) with an object value, or NULL: candidates found
+ * backwards by memrchr on the key's rarest byte */
+static const char *
+last_object_key(const char *s, size_t from, size_t len, const char *key, size_t klen, size_t a)
+{
+    const char  *p, *lo = s + from + a;
+    size_t       end = len, q;
+
+    while (end > from + a && (p = memrchr(lo, key[a], (size_t) (s + end - lo))) != NULL) {
+        end = (size_t) (p - s);
+        if (p - a + klen > s + len || memcmp(p - a, key, klen) != 0) {
+            continue;
+        }
+
+        q = (size_t) (p - a - s) + klen;
+        while (q < len && (s[q] == ' ' || s[q] == '\t')) {
+            q++;
+        }
+
+        if (q >= len || s[q] != ':') {
+            continue;
+        }
+
+        q++;
+        while (q < len && (s[q] == ' ' || s[q] == '\t')) {
+            q++;
+        }
+
+        if (q < len && s[q] == '{') {
+            return p - a;
+        }
+    }
+
+    return NULL;
+}
+
+
+void
+sl_sse_hits_ends(const char *s, size_t len, const char *key, size_t klen, size_t first,
+                 void (*fn)(void *ud, size_t start, size_t end), void *ud)
+{
+    size_t       head = 0, lf, next, i, a, b, start;
+    const char  *p;
+
+    if (klen == 0) {
+        return;
+    }
+
+    /* the first events, whole */
+    for (i = 0; i < first; i++) {
+        next = next_boundary(s, len, head, &lf);
+        if (next == 0) {
+            head = len;
+            break;
+        }
+
+        head = next;
+    }
+
+    sl_sse_hits(s, head, key, klen, fn, ud);
+    if (head >= len) {
+        return;
+    }
+
+    /* then the last hit, looked for from the end */
+    sl_find_pick(key, klen, &a, &b);
+    p = last_object_key(s, head, len, key, klen, a);
+    if (p == NULL) {
+        return;
+    }
+
+    start = event_start(s, head, (size_t) (p - s));
+    next = next_boundary(s, len, (size_t) (p - s), &lf);
+    if (next == 0) {
+        lf = len - 1;
+    }
+
+    fn(ud, start, lf);
 }

@@ -16,4 +16,10 @@ size_t sl_sse_complete(const char *s, size_t len);
 void sl_sse_hits(const char *s, size_t len, const char *key, size_t klen,
     void (*fn)(void *ud, size_t start, size_t end), void *ud);
 
+/* The same for the first `first` events of s, and then only the last event after them that
+ * holds key: where a relayed stream keeps its usage (Anthropic's message_start first, the
+ * final usage last), without a pass over every byte in between. */
+void sl_sse_hits_ends(const char *s, size_t len, const char *key, size_t klen, size_t first,
+    void (*fn)(void *ud, size_t start, size_t end), void *ud);
+
 #endif

@@ -416,11 +416,17 @@ relay_done = function(ctx, ok, err, cap)
     end
 
     local acc, state = st.acc, st.sse
+    local tail = cap.tail
+    if ok and not tail and usage.scan_relayed(acc, cap.head) then
+        -- a whole stream that ended well: its usage read from its ends
+        body_ended(ctx, st)
+        return
+    end
+
     if cap.head ~= "" then
         usage.scan_stream(acc, state, cap.head)
     end
 
-    local tail = cap.tail
     if tail then
         if cap.tail_total > #tail then
             -- bytes in between were not kept: start over at the tail's first event

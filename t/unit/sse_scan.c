@@ -1,3 +1,4 @@
+/* links: core/find.c */
 /* sse_scan.c -- TAP tests for the C scan of a stream for its usage-carrying events: which
  * events hit (object values only, blanks allowed around ':'), their bounds (LF and CRLF
  * blank lines, the first and the last event), and the complete part of a block. */
@@ -22,6 +23,17 @@ collect(void *ud, size_t start, size_t end)
     }
 
     g->n++;
+}
+
+
+static got_t
+ends(const char *s, size_t first)
+{
+    got_t  g;
+
+    memset(&g, 0, sizeof(g));
+    sl_sse_hits_ends(s, strlen(s), "\"usage\"", 7, first, collect, &g);
+    return g;
 }
 
 
@@ -68,5 +80,33 @@ main(void)
     is_int(sl_sse_complete("data: 1\n\ndata: 2\n", 17), 9, "an unfinished event is left out");
     is_int(sl_sse_complete("data: 1\r\n\r\ndata", 15), 11, "CRLF blank line");
     is_int(sl_sse_complete("data: 1\n", 8), 0, "nothing complete");
+    /* the ends only: hits among the first events, then the last one */
+    {
+        const char  *anth = "event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":3}}}\n\n"
+                            "event: ping\ndata: {\"type\":\"ping\"}\n\n"
+                            "data: {\"usage\":{\"mid\":1}}\n\n"
+                            "data: {\"delta\":{\"text\":\"x\"},\"usage\":null}\n\n"
+                            "event: message_delta\ndata: {\"usage\":{\"output_tokens\":5}}\n\n"
+                            "data: {\"usage\":null}\n\n"
+                            "event: message_stop\ndata: {}\n\n";
+
+        g = ends(anth, 2);
+        is_int(g.n, 2, "ends: the first event's hit and the last hit, not the middle one");
+        ok(g.n == 2 && strncmp(anth + g.start[0], "event: message_start", 20) == 0, "ends: first");
+        ok(g.n == 2 && strncmp(anth + g.start[1], "event: message_delta", 20) == 0,
+           "ends: last object hit (later null ones skipped)");
+        ok(g.n == 2 && anth[g.end[1]] == '\n' && anth[g.end[1] + 1] == '\n', "ends: its bounds");
+
+        g = ends(s1, 2);
+        is_int(g.n, 1, "ends: a hit inside the first events is not repeated");
+        g = ends(s1, 0);
+        is_int(g.n, 1, "ends: first = 0: only the last hit");
+        ok(g.n == 1 && strncmp(s1 + g.start[0], "data: {\"usage\"", 14) == 0, "ends: its start");
+        g = ends(s3, 0);
+        is_int(g.n, 1, "ends: an event without its blank line, at the end");
+        g = ends("data: {\"usage\":null}\n\ndata: {\"a\":1}\n\ndata: {\"b\":2}\n\n", 1);
+        is_int(g.n, 0, "ends: no object value anywhere: no hit");
+    }
+
     done_testing();
 }

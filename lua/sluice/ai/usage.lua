@@ -34,12 +34,29 @@ local match = string.match
 local ceil = math.ceil
 local decode = cjson.decode
 
--- In a worker, core.json_decode(s, init) decodes the value at init in C (core/json_decode.c)
--- with no copy of it cut out first; plain LuaJIT (unit tests) cuts and parses in Lua.
-local json_at
+-- In a worker: core.json_decode(s, init) decodes the value at init in C (core/json_decode.c)
+-- with no copy of it cut out first, and decodes events' data faster than lua-cjson;
+-- core.sse_hits(s, key, first) finds a relayed stream's usage events at its ends;
+-- core.find(s, needle) searches sixteen bytes at a time (core/find.c). Plain LuaJIT (unit
+-- tests) does all of it in Lua.
+local json_at, c_hits, c_find
 do
     local ok, core = pcall(require, "sluice.core")
-    json_at = ok and type(core) == "table" and core.json_decode or nil
+    if ok and type(core) == "table" then
+        json_at, c_hits, c_find = core.json_decode, core.sse_hits, core.find
+    end
+end
+
+
+local function decode_data(s)
+    if json_at then
+        local ok, v = json_at(s)
+        if ok then
+            return v
+        end
+    end
+
+    return decode(s)
 end
 local find_key_object = sse.find_key_object
 local find_quoted = sse.find_quoted
@@ -686,7 +703,7 @@ function _M.scan_stream(acc, st, chunk)
     local region, hits = sse.scan(st, chunk, USAGE_KEY, compact and USAGE_COMPACT)
     if hits then
         for _, ev in ipairs(hits) do
-            local obj = decode(ev.data)
+            local obj = decode_data(ev.data)
             local u, raw, final = _M.from_event(acc.protocol, ev.event, obj)
             if u then
                 _M.add(acc, u, raw, final)
@@ -718,6 +735,49 @@ function _M.scan_stream(acc, st, chunk)
     end
 
     return region
+end
+
+
+-- scan_relayed(acc, s) -> true when the whole relayed stream s (complete events) is accounted
+-- from its ends: the usage events among its first two events (Anthropic's message_start) and
+-- the last one (the final usage of every protocol), and a tool call looked for by one search
+-- for its marker. Nothing in between is read, which is most of a long answer. false, with acc
+-- untouched, when that is not enough (no final usage there, text to collect, no C scanner):
+-- the caller scans s whole (scan_stream, finish_stream).
+function _M.scan_relayed(acc, s)
+    local m = acc.markers
+    if not c_hits or not c_find or acc.texts or not m or acc.usage then
+        return false
+    end
+
+    local hits = c_hits(s, USAGE_KEY, 2)
+    if not hits then
+        return false
+    end
+
+    local found, final = {}, false
+    for _, ev in ipairs(hits) do
+        local u, raw, fin = _M.from_event(acc.protocol, ev.event, decode_data(ev.data))
+        if u then
+            found[#found + 1] = { u, raw, fin }
+            final = final or fin
+        end
+    end
+
+    if not final then
+        return false
+    end
+
+    for _, f in ipairs(found) do
+        _M.add(acc, f[1], f[2], f[3])
+    end
+
+    if c_find(s, m.tool_pre) then
+        observe_tools(acc, s)       -- the marker's rare part is there: the exact check
+    end
+
+    acc.last = s
+    return true
 end
 
 

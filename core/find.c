@@ -1,0 +1,128 @@
+/* find.c -- see find.h. The "generic SIMD" substring search: two bytes of the needle, picked
+ * as the rarest in JSON text, are compared at sixteen positions per step (SSE2), and only
+ * positions where both match are compared in full. Where SSE2 is absent: memchr on the rarest
+ * byte, then a full compare. */
+#include "find.h"
+
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+
+/* rank of a byte in JSON text, most common first: a needle's two highest-ranked bytes are the
+ * ones compared first */
+static size_t
+rank_of(unsigned char c)
+{
+    static const char  common[] = "\"e:,ta{}oinsrhldcum_0123456789pfgwybvkxjqz ";
+    const char        *p = memchr(common, c, sizeof(common) - 1);
+
+    return p != NULL ? (size_t) (p - common) : sizeof(common);
+}
+
+
+void
+sl_find_pick(const char *needle, size_t nlen, size_t *a, size_t *b)
+{
+    size_t  i, r, ra = 0, rb = 0;
+
+    *a = 0;
+    *b = nlen > 1 ? nlen - 1 : 0;
+    if (nlen < 2) {
+        return;
+    }
+
+    /* the rarest position, then the rarest other one */
+    for (i = 0; i < nlen; i++) {
+        r = rank_of((unsigned char) needle[i]);
+        if (r >= ra) {
+            ra = r;
+            *a = i;
+        }
+    }
+
+    *b = *a == 0 ? 1 : 0;
+    for (i = 0; i < nlen; i++) {
+        r = rank_of((unsigned char) needle[i]);
+        if (i != *a && r >= rb) {
+            rb = r;
+            *b = i;
+        }
+    }
+
+    if (*a > *b) {
+        size_t  t = *a;
+        *a = *b;
+        *b = t;
+    }
+}
+
+
+const char *
+sl_find_at(const char *s, size_t len, const char *needle, size_t nlen, size_t a, size_t b)
+{
+    const char  *p, *end;
+    size_t       i = 0;
+
+    if (nlen == 0) {
+        return s;
+    }
+
+    if (nlen > len) {
+        return NULL;
+    }
+
+    if (nlen == 1) {
+        return memchr(s, needle[0], len);
+    }
+
+#if defined(__SSE2__)
+    {
+        const __m128i  ca = _mm_set1_epi8(needle[a]);
+        const __m128i  cb = _mm_set1_epi8(needle[b]);
+
+        /* positions i .. i + 15 as needle starts: bytes up to i + b + 15 are read */
+        for ( ; i + b + 16 <= len; i += 16) {
+            __m128i   ba = _mm_loadu_si128((const __m128i *) (s + i + a));
+            __m128i   bb = _mm_loadu_si128((const __m128i *) (s + i + b));
+            unsigned  mask = (unsigned) _mm_movemask_epi8(
+                _mm_and_si128(_mm_cmpeq_epi8(ba, ca), _mm_cmpeq_epi8(bb, cb)));
+
+            while (mask != 0) {
+                size_t  at = i + (size_t) __builtin_ctz(mask);
+
+                if (at + nlen <= len && memcmp(s + at, needle, nlen) == 0) {
+                    return s + at;
+                }
+
+                mask &= mask - 1;
+            }
+        }
+    }
+#endif
+
+    /* the rest (or everything, without SSE2): memchr on the rarest byte */
+    end = s + len - (nlen - a);
+    p = s + i + a;
+    while (p <= end && (p = memchr(p, needle[a], (size_t) (end - p) + 1)) != NULL) {
+        if (memcmp(p - a, needle, nlen) == 0) {
+            return p - a;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+const char *
+sl_find(const char *s, size_t len, const char *needle, size_t nlen)
+{
+    size_t  a, b;
+
+    sl_find_pick(needle, nlen, &a, &b);
+    return sl_find_at(s, len, needle, nlen, a, b);
+}

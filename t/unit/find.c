@@ -1,0 +1,67 @@
+/* find.c -- TAP tests for sl_find: the same answer as memmem for needles of every length
+ * against texts of every length around the sixteen-byte steps, for JSON-like texts full of
+ * near misses, and at the very end of the text. */
+#define _GNU_SOURCE
+#include "tap.h"
+
+#include <stdlib.h>
+
+#include "find.h"
+
+
+int
+main(void)
+{
+    static const char  *needles[] = { "\"usage\"", "_calls", "[DONE]", "DONE]", "\"", "ab",
+                                      "\"usage\":{", "message_stop", "zz", "aaaaaaaaaaaaaaaaaaaaaz" };
+    static const char   alphabet[] = "\"usage:{}[]_calsDONE ab";
+    char                text[300];
+    unsigned            seed = 7;
+    size_t              i, len, n, bad = 0, tried = 0, found = 0;
+
+    /* fixed cases */
+    ok(sl_find("data: {\"usage\":null}", 21, "\"usage\"", 7) != NULL, "a plain hit");
+    ok(sl_find("\"usag\" \"usage", 13, "\"usage\"", 7) == NULL, "near misses only");
+    {
+        const char  *s = "0123456789abcdef0123456789abcdef0123456789\"usage\"";
+        is_int(sl_find(s, strlen(s), "\"usage\"", 7) - s, 42, "at the very end, past the steps");
+    }
+    ok(sl_find("abc", 3, "", 0) != NULL, "empty needle");
+    ok(sl_find("ab", 2, "abc", 3) == NULL, "needle longer than the text");
+
+    /* random texts from a small alphabet (many partial matches), every needle, every length */
+    for (n = 0; n < 4000; n++) {
+        seed = seed * 1103515245 + 12345;
+        len = (seed >> 8) % sizeof(text);
+        for (i = 0; i < len; i++) {
+            seed = seed * 1103515245 + 12345;
+            text[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+        }
+
+        /* plant a needle now and then */
+        seed = seed * 1103515245 + 12345;
+        {
+            const char  *nd = needles[(seed >> 8) % (sizeof(needles) / sizeof(needles[0]))];
+            size_t       nl = strlen(nd);
+            if (len >= nl && (seed >> 20) % 2) {
+                memcpy(text + (seed >> 4) % (len - nl + 1), nd, nl);
+            }
+        }
+
+        for (i = 0; i < sizeof(needles) / sizeof(needles[0]); i++) {
+            size_t       nl = strlen(needles[i]);
+            const char  *want = memmem(text, len, needles[i], nl);
+            const char  *got = sl_find(text, len, needles[i], nl);
+
+            tried++;
+            found += want != NULL;
+            if (got != want && bad++ < 5) {
+                printf("# needle %s in %.*s: got %ld want %ld\n", needles[i], (int) len, text,
+                       got ? (long) (got - text) : -1L, want ? (long) (want - text) : -1L);
+            }
+        }
+    }
+
+    is_int(bad, 0, "as memmem on %zu searches (%zu found)", tried, found);
+    done_testing();
+}
