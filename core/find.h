@@ -1,6 +1,7 @@
 /* find.h -- plain substring search for the needles stream scanning looks for in JSON text
  * ("usage", "_calls", "[DONE]"), where memchr on the needle's first byte stops every few
- * bytes: sixteen positions checked per step on two of the needle's rarest bytes. */
+ * bytes: 32 (AVX2) or sixteen (SSE2) positions checked per step on two of the needle's rarest
+ * bytes. */
 #ifndef SL_FIND_H
 #define SL_FIND_H
 
