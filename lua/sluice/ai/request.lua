@@ -239,7 +239,15 @@ end
 local pair_memo, pair_memo_n = {}, 0
 
 
+local INCLUDE_USAGE = { include_usage = true }
+local INCLUDE_USAGE_PAIR = '"stream_options":{"include_usage":true}'
+
+
 local function encode_pair(k, v)
+    if v == INCLUDE_USAGE and k == "stream_options" then
+        return INCLUDE_USAGE_PAIR
+    end
+
     local by_v = type(v) == "string" and pair_memo[k]
     local pair = by_v and by_v[v]
     if pair then
@@ -426,8 +434,14 @@ local function shape(out, changed, p)
     if target == "openai-chat" and out.stream == true then
         local so = out.stream_options
         if type(so) ~= "table" or so.include_usage ~= true then
-            so = type(so) == "table" and shallow_copy(so) or {}
-            so.include_usage = true
+            if type(so) == "table" then
+                so = shallow_copy(so)
+                so.include_usage = true
+
+            else
+                so = INCLUDE_USAGE      -- shared, read-only: its JSON text is memoised
+            end
+
             out.stream_options = so
             changed.stream_options = true
         end
