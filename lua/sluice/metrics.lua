@@ -374,13 +374,12 @@ function _M.llm_active(ctx, delta)
         return
     end
 
-    -- the -1 goes to the series the +1 went to, whatever changed in between; both go through
-    -- the worker's batch like the counters (a scrape sees an open request FLUSH_EVERY late at
-    -- most, and a request that began and ended between two flushes costs the zone nothing)
+    -- the -1 goes to the series the +1 went to, whatever changed in between; straight to the
+    -- zone, not through the worker's batch: a scrape sees an open request at once
     local key = delta < 0 and ctx._metrics_active or keys_of(ctx).active
     if key then
         ctx._metrics_active = key
-        add(key, delta)
+        dict:incr(key, delta, 0)
     end
 end
 
