@@ -16,6 +16,7 @@ typedef struct {
     const char  *p;
     const char  *end;
     int          depth;
+    int          skip;          /* check only: push nothing (sl_json_decode_top's big members) */
 } dec_t;
 
 
@@ -77,6 +78,63 @@ put_utf8(luaL_Buffer *b, unsigned cp)
 }
 
 
+/* the rest of a string from its first backslash at q, checked as string() decodes it */
+static int
+skip_escaped(dec_t *d, const char *q)
+{
+    unsigned  cp, lo;
+
+    while (q < d->end) {
+        if (*q == '"') {
+            d->p = q + 1;
+            return SL_OK;
+        }
+
+        if ((unsigned char) *q < 0x20) {
+            return SL_DECLINED;
+        }
+
+        if (*q != '\\') {
+            q = sl_json_str_stop(q, d->end);
+            continue;
+        }
+
+        if (q + 1 >= d->end) {
+            return SL_DECLINED;
+        }
+
+        switch (q[1]) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            q += 2;
+            continue;
+        case 'u':
+            if (d->end - q < 6 || hex4(q + 2, &cp) != SL_OK) {
+                return SL_DECLINED;
+            }
+
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (d->end - q < 12 || q[6] != '\\' || q[7] != 'u'
+                    || hex4(q + 8, &lo) != SL_OK || lo < 0xdc00 || lo > 0xdfff)
+                {
+                    return SL_DECLINED;
+                }
+
+                q += 6;
+            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+                return SL_DECLINED;
+            }
+
+            q += 6;
+            continue;
+        default:
+            return SL_DECLINED;
+        }
+    }
+
+    return SL_DECLINED;
+}
+
+
 /* d->p at the opening quote */
 static int
 string(dec_t *d)
@@ -91,9 +149,16 @@ string(dec_t *d)
     }
 
     if (*q == '"') {
-        lua_pushlstring(d->L, s, (size_t) (q - s));
+        if (!d->skip) {
+            lua_pushlstring(d->L, s, (size_t) (q - s));
+        }
+
         d->p = q + 1;
         return SL_OK;
+    }
+
+    if (d->skip) {
+        return skip_escaped(d, q);
     }
 
     luaL_buffinit(d->L, &b);
@@ -222,6 +287,11 @@ number(dec_t *d)
     }
 
     n = (size_t) (p - start);
+    if (d->skip) {
+        d->p = p;
+        return SL_OK;
+    }
+
     if (n <= 15 && !frac) {
         /* an integer of at most 15 digits: exact in a double, no strtod needed */
         const char  *q = start + (*start == '-');
@@ -263,7 +333,10 @@ literal(dec_t *d, const char *word, size_t n)
 static int
 object(dec_t *d)
 {
-    lua_newtable(d->L);
+    if (!d->skip) {
+        lua_newtable(d->L);
+    }
+
     d->p++;
     ws(d);
     if (d->p < d->end && *d->p == '}') {
@@ -287,7 +360,10 @@ object(dec_t *d)
             return SL_DECLINED;
         }
 
-        lua_rawset(d->L, -3);
+        if (!d->skip) {
+            lua_rawset(d->L, -3);
+        }
+
         ws(d);
         if (d->p < d->end && *d->p == ',') {
             d->p++;
@@ -310,7 +386,10 @@ array(dec_t *d)
 {
     int  i = 0;
 
-    lua_newtable(d->L);
+    if (!d->skip) {
+        lua_newtable(d->L);
+    }
+
     d->p++;
     ws(d);
     if (d->p < d->end && *d->p == ']') {
@@ -323,7 +402,10 @@ array(dec_t *d)
             return SL_DECLINED;
         }
 
-        lua_rawseti(d->L, -2, ++i);
+        if (!d->skip) {
+            lua_rawseti(d->L, -2, ++i);
+        }
+
         ws(d);
         if (d->p < d->end && *d->p == ',') {
             d->p++;
@@ -346,7 +428,7 @@ value(dec_t *d)
 {
     int  rc;
 
-    if (d->p >= d->end || !lua_checkstack(d->L, 4)) {
+    if (d->p >= d->end || (!d->skip && !lua_checkstack(d->L, 4))) {
         return SL_DECLINED;
     }
 
@@ -367,21 +449,30 @@ value(dec_t *d)
             return SL_DECLINED;
         }
 
-        lua_pushboolean(d->L, 1);
+        if (!d->skip) {
+            lua_pushboolean(d->L, 1);
+        }
+
         return SL_OK;
     case 'f':
         if (literal(d, "false", 5) != SL_OK) {
             return SL_DECLINED;
         }
 
-        lua_pushboolean(d->L, 0);
+        if (!d->skip) {
+            lua_pushboolean(d->L, 0);
+        }
+
         return SL_OK;
     case 'n':
         if (literal(d, "null", 4) != SL_OK) {
             return SL_DECLINED;
         }
 
-        lua_pushlightuserdata(d->L, NULL);
+        if (!d->skip) {
+            lua_pushlightuserdata(d->L, NULL);
+        }
+
         return SL_OK;
     default:
         return number(d);
@@ -392,7 +483,7 @@ value(dec_t *d)
 int
 sl_json_decode(lua_State *L, const char *s, size_t len)
 {
-    dec_t  d = { L, s, s + len, 0 };
+    dec_t  d = { L, s, s + len, 0, 0 };
     int    top = lua_gettop(L);
 
     ws(&d);
@@ -411,7 +502,7 @@ sl_json_decode(lua_State *L, const char *s, size_t len)
 int
 sl_json_decode_prefix(lua_State *L, const char *s, size_t len, size_t *used)
 {
-    dec_t  d = { L, s, s + len, 0 };
+    dec_t  d = { L, s, s + len, 0, 0 };
     int    top = lua_gettop(L);
 
     ws(&d);
@@ -420,6 +511,122 @@ sl_json_decode_prefix(lua_State *L, const char *s, size_t len, size_t *used)
         return SL_OK;
     }
 
+    lua_settop(L, top);
+    return SL_DECLINED;
+}
+
+
+int
+sl_json_decode_top(lua_State *L, const char *s, size_t len, int eligible, size_t max_inline,
+                   int sentinel)
+{
+    dec_t        d = { L, s, s + len, 0, 0 };
+    int          top = lua_gettop(L), t, z, big;
+    const char  *v;
+
+    if (!lua_checkstack(L, 8)) {
+        return SL_DECLINED;
+    }
+
+    ws(&d);
+    if (d.p >= d.end || *d.p != '{') {
+        return SL_DECLINED;
+    }
+
+    lua_newtable(L);
+    t = lua_gettop(L);
+    lua_pushnil(L);                 /* becomes the lazy table at the first big member */
+    z = t + 1;
+    d.p++;
+    ws(&d);
+    if (d.p < d.end && *d.p == '}') {
+        d.p++;
+        goto done;
+    }
+
+    for ( ;; ) {
+        if (d.p >= d.end || *d.p != '"' || string(&d) != SL_OK) {
+            goto fail;
+        }
+
+        ws(&d);
+        if (d.p >= d.end || *d.p != ':') {
+            goto fail;
+        }
+
+        d.p++;
+        ws(&d);
+        v = d.p;
+        big = 0;
+        if (v < d.end && (*v == '[' || *v == '{')) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, eligible);
+            if (lua_toboolean(L, -1)) {
+                d.skip = 1;
+                big = value(&d) == SL_OK;
+                d.skip = 0;
+                if (!big) {
+                    goto fail;
+                }
+
+                big = (size_t) (d.p - v) > max_inline;
+                if (!big) {
+                    d.p = v;        /* small: decoded below after all */
+                }
+            }
+
+            lua_pop(L, 1);
+        }
+
+        if (big) {
+            if (lua_isnil(L, z)) {
+                lua_newtable(L);
+                lua_replace(L, z);
+            }
+
+            lua_pushvalue(L, -1);
+            lua_pushinteger(L, (lua_Integer) (v - s) + 1);
+            lua_rawset(L, z);
+            lua_pushvalue(L, sentinel);
+            lua_rawset(L, t);
+
+        } else {
+            if (lua_istable(L, z)) {
+                /* a repeated key: the last one counts, as in lua-cjson */
+                lua_pushvalue(L, -1);
+                lua_pushnil(L);
+                lua_rawset(L, z);
+            }
+
+            if (value(&d) != SL_OK) {
+                goto fail;
+            }
+
+            lua_rawset(L, t);
+        }
+
+        ws(&d);
+        if (d.p < d.end && *d.p == ',') {
+            d.p++;
+            ws(&d);
+            continue;
+        }
+
+        if (d.p < d.end && *d.p == '}') {
+            d.p++;
+            break;
+        }
+
+        goto fail;
+    }
+
+done:
+    ws(&d);
+    if (d.p == d.end) {
+        return SL_OK;
+    }
+
+fail:
     lua_settop(L, top);
     return SL_DECLINED;
 }

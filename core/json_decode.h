@@ -17,4 +17,13 @@ int sl_json_decode(lua_State *L, const char *s, size_t len);
  * *used is set to the bytes it took. */
 int sl_json_decode_prefix(lua_State *L, const char *s, size_t len, size_t *used);
 
+/* The top-level object of s, with its big members left undecoded: a member whose key is in
+ * the table at stack index `eligible` and whose value is an array or object of more than
+ * max_inline bytes is checked as the decoder would decode it, and gets the value at stack
+ * index `sentinel` instead; the second value pushed maps those keys to the 1-based offset of
+ * their value in s (nil when there are none). SL_OK with both pushed, or SL_DECLINED with
+ * nothing pushed (not an object, or what sl_json_decode declines). */
+int sl_json_decode_top(lua_State *L, const char *s, size_t len, int eligible, size_t max_inline,
+    int sentinel);
+
 #endif

@@ -11,7 +11,10 @@
  *   core.json_decode(s): true, value, or false when the fast decoder declines (the caller
  *     then asks lua-cjson, which also words the error);
  *   core.json_decode(s, init): the value starting at byte init (1-based) of s, whatever
- *     follows it: true, value, position after it, or false. */
+ *     follows it: true, value, position after it, or false;
+ *   core.json_decode(s, nil, eligible, max_inline, sentinel): the top-level object with its
+ *     big members left undecoded (json_decode.h, sl_json_decode_top): true, object, lazy
+ *     (key -> offset of the value, or nil), or false. */
 #include "json_decode.h"
 #include "json_scan.h"
 #include "lua_vm.h"
@@ -251,6 +254,21 @@ sl_lua_json_decode(lua_State *L)
     size_t       len, used;
     const char  *s = luaL_checklstring(L, 1, &len);
     lua_Integer  init;
+
+    if (lua_istable(L, 3)) {
+        /* json_decode(s, nil, eligible, max_inline, sentinel) */
+        size_t  max_inline = (size_t) luaL_checkinteger(L, 4);
+
+        luaL_checktype(L, 5, LUA_TTABLE);
+        if (sl_json_decode_top(L, s, len, 3, max_inline, 5) != SL_OK) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+
+        lua_pushboolean(L, 1);
+        lua_insert(L, -3);
+        return 3;
+    }
 
     if (!lua_isnoneornil(L, 2)) {
         init = luaL_checkinteger(L, 2);

@@ -174,14 +174,25 @@ function _M.read_request(conf, ctx)
     -- left where get_json finds it for the plugins after this one
     local body = ctx._json_body
     if body == nil then
-        local v, derr = decode_body(raw)
-        if derr then
-            return nil, 400, { message = "could not parse JSON request body: " .. derr }
+        -- the conversation left undecoded when big (request.decode_lazy); the body is then
+        -- not handed to later plugins as ctx._json_body (pdk.request.get_json decodes it)
+        local lazy
+        body, lazy = request.decode_lazy(raw)
+        if lazy then
+            ctx._ai_lazy = lazy
+            ctx._ai_raw = raw
+
+        elseif body == nil then
+            local v, derr = decode_body(raw)
+            if derr then
+                return nil, 400, { message = "could not parse JSON request body: " .. derr }
+            end
+
+            body = v                -- valid JSON that is not an object: no protocol below
         end
 
-        body = v                    -- valid JSON that is not an object: no protocol below
-        if type(v) == "table" then
-            ctx._json_body = v
+        if type(body) == "table" and not lazy then
+            ctx._json_body = body
         end
     end
 
@@ -198,6 +209,45 @@ function _M.read_request(conf, ctx)
     ctx.ai_client_protocol = proto
     ctx.var.request_type = protocols.is_streaming(proto, body) and "ai_stream" or "ai_chat"
     return body, raw
+end
+
+
+-- The lazy members of the request body decoded in place (see request.decode_lazy), when
+-- something is about to read them. Returns the body.
+local function materialize(ctx, body)
+    local lazy = ctx._ai_lazy
+    if not lazy then
+        return body
+    end
+
+    ctx._ai_lazy = nil
+    local ok = request.materialize(body, lazy, ctx._ai_raw)
+    if not ok then
+        -- cannot happen (the bytes were checked as they were skipped): decode it all
+        body = decode_body(ctx._ai_raw)
+    end
+
+    if type(body) == "table" then
+        ctx._json_body = body
+    end
+
+    return body
+end
+_M.materialize = materialize
+
+
+-- Whether an instance's options or request_body override name a member left lazy.
+local function touches_lazy(inst, lazy, target)
+    local opts = inst.options
+    local o = inst.override
+    local rb = type(o) == "table" and type(o.request_body) == "table" and o.request_body[target]
+    for k in pairs(lazy) do
+        if (type(opts) == "table" and opts[k] ~= nil) or (type(rb) == "table" and rb[k] ~= nil) then
+            return true
+        end
+    end
+
+    return false
 end
 
 
@@ -246,6 +296,14 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
         method = pdk.request.get_method()
     end
 
+    local logging = conf.logging
+    local collect = (type(logging) == "table" and logging.payloads == true)
+                    or ctx.llm_collect_response_text == true
+    local lazy = ctx._ai_lazy
+    if lazy and (converting or collect or touches_lazy(inst, lazy, target)) then
+        body = materialize(ctx, body)
+    end
+
     local cstate = {}
     local req, info, errbody = request.build({
         instance = inst,
@@ -286,9 +344,6 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
         var.llm_end_user_id = end_user
     end
 
-    local logging = conf.logging
-    local collect = (type(logging) == "table" and logging.payloads == true)
-                    or ctx.llm_collect_response_text == true
     if collect then
         var.llm_request_body = info.body
     end
@@ -876,6 +931,7 @@ local function final_usage(ctx, st)
 
         local prompt = 0
         if not acc.final then
+            st.body = materialize(ctx, st.body)
             prompt = usage.estimate_prompt(st.body)
         end
 
@@ -890,6 +946,7 @@ local function final_usage(ctx, st)
     if st.nonstream and (not st.eof or st.cut) and not st.failed and BODY_USAGE[st.target] then
         -- a non-streaming answer cut short: the provider billed it all; estimate
         local u = usage.zero()
+        st.body = materialize(ctx, st.body)
         u.prompt_tokens = usage.estimate_prompt(st.body)
         u.completion_tokens = usage.estimate_bytes(st.bytes)
         u.total_tokens = u.prompt_tokens + u.completion_tokens

@@ -52,6 +52,72 @@ check(const char *s, size_t len, const char **why)
 }
 
 
+/* the same through sl_json_decode_top with every compound member of the keys below left
+ * lazy (max_inline 0) and then decoded from its offset: 1 equal, 0 declined, -1 wrong */
+static int
+check_top(const char *s, size_t len, const char **why)
+{
+    int     rc, top = lua_gettop(L);
+    size_t  used;
+
+    lua_newtable(L);                                /* eligible */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "messages");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "tools");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "nested");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "a");
+    lua_newtable(L);                                /* sentinel */
+    if (sl_json_decode_top(L, s, len, top + 1, 0, top + 2) != SL_OK) {
+        lua_settop(L, top);
+        return 0;
+    }
+
+    /* top + 3: the object, top + 4: lazy offsets or nil */
+    if (lua_istable(L, top + 4)) {
+        lua_pushnil(L);
+        while (lua_next(L, top + 4) != 0) {
+            lua_Integer  at = lua_tointeger(L, -1);
+
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            if (sl_json_decode_prefix(L, s + at - 1, len - (size_t) at + 1, &used) != SL_OK) {
+                lua_settop(L, top);
+                *why = "a lazy member does not decode";
+                return -1;
+            }
+
+            lua_rawset(L, top + 3);
+        }
+    }
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
+    lua_pushvalue(L, top + 3);
+    lua_pushlstring(L, s, len);
+    lua_call(L, 2, 2);
+    rc = lua_toboolean(L, -2) ? 1 : -1;
+    *why = lua_tostring(L, -1);
+    lua_settop(L, top);
+    return rc;
+}
+
+
+/* whether s is a JSON object (blanks, then '{') */
+static int
+is_object(const char *s, size_t len)
+{
+    size_t  i = 0;
+
+    while (i < len && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) {
+        i++;
+    }
+
+    return i < len && s[i] == '{';
+}
+
+
 int
 main(void)
 {
@@ -76,7 +142,8 @@ main(void)
     };
     static const char  change[] = "{}[]\",:\\0123456789.eE+-tfnul \x01\xc3 a";
     static const char  insert[] = "{}[]\",:\\0e-n ";
-    size_t        i, j, n, bad = 0, accepted = 0, tried = 0;
+    size_t        i, j, n, bad = 0, accepted = 0, tried = 0, bad_top = 0, tried_top = 0;
+    int           rc;
     const char   *why = "";
     char          buf[512];
     unsigned      seed = 12345;
@@ -130,7 +197,8 @@ main(void)
             }
 
             tried++;
-            switch (check(buf, n, &why)) {
+            rc = check(buf, n, &why);
+            switch (rc) {
             case 1:
                 accepted++;
                 break;
@@ -140,11 +208,37 @@ main(void)
                 }
                 break;
             }
+
+            if (is_object(buf, n)) {
+                int  rt = check_top(buf, n, &why);
+
+                tried_top++;
+                if (rt == -1 || (rt == 1) != (rc == 1)) {
+                    if (bad_top++ < 5) {
+                        printf("# lazy decode %d vs decode %d (%s): %.*s\n", rt, rc,
+                               rt == -1 ? why : "acceptance differs", (int) n, buf);
+                    }
+                }
+            }
         }
     }
 
     is_int(bad, 0, "no mutation decoded differently from cjson (%zu tried, %zu accepted)",
            tried, accepted);
+    is_int(bad_top, 0, "lazy top-level decode: same acceptance, same values after decoding the "
+           "lazy members (%zu objects tried)", tried_top);
+
+    for (i = 0; i < sizeof(accept) / sizeof(accept[0]); i++) {
+        if (is_object(accept[i], strlen(accept[i]))) {
+            ok(check_top(accept[i], strlen(accept[i]), &why) == 1, "lazy: %.40s", accept[i]);
+        }
+    }
+
+    {
+        /* a lazy member repeated, then a plain one: the last wins, no lazy offset left */
+        const char  *dup = "{\"messages\":[1],\"messages\":[2,3],\"nested\":[1],\"nested\":4}";
+        ok(check_top(dup, strlen(dup), &why) == 1, "repeated keys: the last one counts");
+    }
     lua_close(L);
     done_testing();
 }

@@ -59,7 +59,72 @@ local DROP_HEADERS = {
 
 local EMPTY = {}                -- read-only stand-in for an absent table
 
+
 local _M = { DROP_HEADERS = DROP_HEADERS }
+
+-- The lazy request body. The conversation (messages, input, contents) is most of a request's
+-- bytes, and ai-proxy itself only needs to know it is there; decoding it into Lua strings and
+-- tables is most of the cost of reading a request. decode_lazy() checks the whole body as the
+-- decoder would decode it, but leaves such a member, when it is an array or object of more
+-- than LAZY_INLINE bytes, undecoded: its value is the LAZY table (type "table", empty), and
+-- lazy[key] is the offset of its value in the raw body. materialize() decodes them in place
+-- when something needs their content (a converter, payload logging, an options or
+-- request_body override of that key, a usage estimate).
+local LAZY = setmetatable({}, { __newindex = function()
+    error("the lazy request body member cannot be written: materialize the body first", 2)
+end })
+local LAZY_KEYS = { messages = true, input = true, contents = true }
+local LAZY_INLINE = 256
+_M.LAZY = LAZY
+_M.LAZY_KEYS = LAZY_KEYS
+
+local c_decode
+do
+    local ok, core = pcall(require, "sluice.core")
+    c_decode = ok and type(core) == "table" and core.json_decode or nil
+end
+
+
+-- decode_lazy(raw) -> body, lazy | nil (lazy: key -> offset; nil when every member is
+-- decoded, or outside a worker, or for what the host's decoder leaves to lua-cjson)
+function _M.decode_lazy(raw)
+    if not c_decode then
+        return nil
+    end
+
+    local ok, body, lazy = c_decode(raw, nil, LAZY_KEYS, LAZY_INLINE, LAZY)
+    if not ok then
+        return nil
+    end
+
+    return body, lazy
+end
+
+
+-- materialize(body, lazy, raw) -> true | nil, err: the lazy members decoded in place.
+function _M.materialize(body, lazy, raw)
+    for k, at in pairs(lazy) do
+        local ok, v = c_decode(raw, at)
+        if not ok then
+            return nil, "cannot decode member " .. tostring(k)
+        end
+
+        rawset(body, k, v)
+    end
+
+    return true
+end
+
+
+local function has_lazy(t)
+    for _, v in pairs(t) do
+        if v == LAZY then
+            return true
+        end
+    end
+
+    return false
+end
 
 
 ------------------------------------------------------------------------------------------------
@@ -782,7 +847,8 @@ function _M.build(p)
         body = encode(out)
 
     elseif next(changed) ~= nil then
-        body = splice(p.raw, out, changed) or encode(out)
+        -- a lazy member must not be encoded (it would go out as {}): the splice keeps its bytes
+        body = splice(p.raw, out, changed) or (not has_lazy(out) and encode(out)) or nil
     end
 
     if (full or next(changed) ~= nil) and not body then
