@@ -78,11 +78,41 @@ put_utf8(luaL_Buffer *b, unsigned cp)
 }
 
 
+/* the \\uXXXX escape at q (a surrogate pair: both halves): its code point and length */
+static int
+unicode_escape(const char *q, const char *end, unsigned *cp, size_t *n)
+{
+    unsigned  lo;
+
+    if (end - q < 6 || hex4(q + 2, cp) != SL_OK) {
+        return SL_DECLINED;
+    }
+
+    *n = 6;
+    if (*cp >= 0xd800 && *cp <= 0xdbff) {
+        /* a high surrogate: its low half must follow */
+        if (end - q < 12 || q[6] != '\\' || q[7] != 'u' || hex4(q + 8, &lo) != SL_OK
+            || lo < 0xdc00 || lo > 0xdfff)
+        {
+            return SL_DECLINED;
+        }
+
+        *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
+        *n = 12;
+    } else if (*cp >= 0xdc00 && *cp <= 0xdfff) {
+        return SL_DECLINED;
+    }
+
+    return SL_OK;
+}
+
+
 /* the rest of a string from its first backslash at q, checked as string() decodes it */
 static int
 skip_escaped(dec_t *d, const char *q)
 {
-    unsigned  cp, lo;
+    unsigned  cp;
+    size_t    n;
 
     while (q < d->end) {
         if (*q == '"') {
@@ -108,23 +138,11 @@ skip_escaped(dec_t *d, const char *q)
             q += 2;
             continue;
         case 'u':
-            if (d->end - q < 6 || hex4(q + 2, &cp) != SL_OK) {
+            if (unicode_escape(q, d->end, &cp, &n) != SL_OK) {
                 return SL_DECLINED;
             }
 
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                if (d->end - q < 12 || q[6] != '\\' || q[7] != 'u'
-                    || hex4(q + 8, &lo) != SL_OK || lo < 0xdc00 || lo > 0xdfff)
-                {
-                    return SL_DECLINED;
-                }
-
-                q += 6;
-            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-                return SL_DECLINED;
-            }
-
-            q += 6;
+            q += n;
             continue;
         default:
             return SL_DECLINED;
@@ -141,7 +159,8 @@ string(dec_t *d)
 {
     const char   *s = d->p + 1, *q;
     luaL_Buffer   b;
-    unsigned      cp, lo;
+    unsigned      cp;
+    size_t        n;
 
     q = sl_json_str_stop(s, d->end);
     if (q == d->end || (unsigned char) *q < 0x20) {
@@ -198,26 +217,12 @@ string(dec_t *d)
         case 'r':  luaL_addchar(&b, '\r'); break;
         case 't':  luaL_addchar(&b, '\t'); break;
         case 'u':
-            if (d->end - q < 6 || hex4(q + 2, &cp) != SL_OK) {
-                return SL_DECLINED;
-            }
-
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                /* a high surrogate: its low half must follow */
-                if (d->end - q < 12 || q[6] != '\\' || q[7] != 'u'
-                    || hex4(q + 8, &lo) != SL_OK || lo < 0xdc00 || lo > 0xdfff)
-                {
-                    return SL_DECLINED;
-                }
-
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                q += 6;
-            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+            if (unicode_escape(q, d->end, &cp, &n) != SL_OK) {
                 return SL_DECLINED;
             }
 
             put_utf8(&b, cp);
-            q += 6;
+            q += n;
             continue;
         default:
             return SL_DECLINED;
