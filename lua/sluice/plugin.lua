@@ -188,13 +188,16 @@ function _M.build(...)
 
     sort(list, by_priority)
 
-    local has = {}
+    local has, only = {}, {}
     local n_body_filter = 0
     for _, phase in ipairs(PHASES) do
         has[phase] = false
+        local n = 0
         for _, p in ipairs(list) do
             if p.mod[phase] then
                 has[phase] = true
+                n = n + 1
+                only[phase] = n == 1 and p or false
                 if phase == "body_filter" then
                     n_body_filter = n_body_filter + 1
                     list.body_filter_plugin = p.name
@@ -204,6 +207,7 @@ function _M.build(...)
     end
 
     list.has = has
+    list.only = only                        -- the phase's one plugin, when it has one
     list.n_body_filter = n_body_filter      -- serve() lets a lone body_filter relay in C
     list.generation = generation
     return list
@@ -219,8 +223,37 @@ end
 
 -- runs phase over list; returns status, body when a plugin ends the request (rewrite and
 -- access), or 500, err when one throws
+local function call(p, fn, phase, ctx, log)
+    current_plugin = p.name
+    local ok, code, body = xpcall(fn, on_error, p.conf, ctx)
+    current_plugin = nil
+    if not ok then
+        log("plugin ", p.name, " failed in ", phase, ": ", code)
+        return 500, { error_msg = "internal server error" }, p.name
+    end
+
+    if code and (phase == "rewrite" or phase == "access") then
+        return code, body, p.name
+    end
+
+    return nil
+end
+
+
 function _M.run(list, phase, ctx, log)
     if not list.has[phase] then
+        return nil
+    end
+
+    -- one plugin (the usual case): no loop, so the JIT compiles the call in line instead of
+    -- aborting a trace that leaves a one-pass loop
+    local one = list.only and list.only[phase]
+    if one then
+        local fn = one.mod[phase]
+        if fn then
+            return call(one, fn, phase, ctx, log)
+        end
+
         return nil
     end
 
@@ -228,16 +261,9 @@ function _M.run(list, phase, ctx, log)
         local p = list[i]
         local fn = p.mod[phase]
         if fn then
-            current_plugin = p.name
-            local ok, code, body = xpcall(fn, on_error, p.conf, ctx)
-            current_plugin = nil
-            if not ok then
-                log("plugin ", p.name, " failed in ", phase, ": ", code)
-                return 500, { error_msg = "internal server error" }, p.name
-            end
-
-            if code and (phase == "rewrite" or phase == "access") then
-                return code, body, p.name
+            local code, body, name = call(p, fn, phase, ctx, log)
+            if code then
+                return code, body, name
             end
         end
     end
