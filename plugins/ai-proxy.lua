@@ -179,8 +179,8 @@ function _M.read_request(conf, ctx)
         local lazy
         body, lazy = request.decode_lazy(raw)
         if lazy then
+            lazy[0] = raw           -- the bytes the offsets point into, whatever set_body does
             ctx._ai_lazy = lazy
-            ctx._ai_raw = raw
 
         elseif body == nil then
             local v, derr = decode_body(raw)
@@ -221,10 +221,12 @@ local function materialize(ctx, body)
     end
 
     ctx._ai_lazy = nil
-    local ok = request.materialize(body, lazy, ctx._ai_raw)
+    local raw = lazy[0]
+    lazy[0] = nil
+    local ok = raw and request.materialize(body, lazy, raw)
     if not ok then
         -- cannot happen (the bytes were checked as they were skipped): decode it all
-        body = decode_body(ctx._ai_raw)
+        body = raw and decode_body(raw)
     end
 
     if type(body) == "table" then
@@ -446,8 +448,8 @@ end
 -- for the estimate of a cut stream. A copy longer than RELAY_CAPTURE kept its head and its
 -- last 16 KB; the scan then picks up again at the tail's first whole event.
 local RELAY_CAPTURE = 1024 * 1024
-RELAY = { capture = RELAY_CAPTURE, sse = true, plugin = NAME }
-RELAY_BODY = { capture = RELAY_CAPTURE, sse = false, plugin = NAME }
+RELAY = { capture = RELAY_CAPTURE, sse = true, plugin = NAME, done = NONE }
+RELAY_BODY = { capture = RELAY_CAPTURE, sse = false, plugin = NAME, done = NONE }
 
 relay_done = function(ctx, ok, err, cap)
     local st = ctx[NAME]
@@ -503,6 +505,7 @@ relay_done = function(ctx, ok, err, cap)
 
     body_ended(ctx, st)
 end
+RELAY.done, RELAY_BODY.done = relay_done, relay_done
 
 
 function _M.header_filter(conf, ctx)
@@ -547,8 +550,7 @@ function _M.header_filter(conf, ctx)
             if not max_bytes then
                 -- nothing to check per chunk: the core relays the stream and keeps a copy,
                 -- read once at the end (when ai-proxy is the route's only body filter)
-                ctx.relay = RELAY
-                ctx.relay_done = relay_done
+                ctx.relay = RELAY      -- RELAY.done: relay_done
             end
 
         else
@@ -577,7 +579,6 @@ function _M.header_filter(conf, ctx)
         st.mode = "tee"
         st.parts = {}
         ctx.relay = RELAY_BODY
-        ctx.relay_done = relay_done
     end
 
     if max_bytes then

@@ -232,7 +232,8 @@ local function serve(ctx, list, route_up)
     -- No body_filter: the core relays the body. Nor when the only body_filter plugin leaves
     -- the body to the core (ctx.relay, set in its header_filter: the options of
     -- upstream.pass_body, e.g. capture, and `plugin`, its own name) and accounts for it once
-    -- at the end from the copy (ctx.relay_done(ctx, ok, err, capture)) instead of per chunk.
+    -- at the end from the copy (ctx.relay.done or ctx.relay_done: fn(ctx, ok, err, capture))
+    -- instead of per chunk.
     local relay = ctx.relay
     relay = relay and list.n_body_filter == 1 and relay.plugin == list.body_filter_plugin
             and relay
@@ -240,7 +241,7 @@ local function serve(ctx, list, route_up)
         http.send_headers()
         local ok, perr, cap = upstream.pass_body(relay or nil)
         set_upstream_vars(ctx)
-        local done = relay and ctx.relay_done
+        local done = relay and (relay.done or ctx.relay_done)
         if done then
             local pok, e = pcall(done, ctx, ok, perr, cap)
             if not pok then
