@@ -111,6 +111,11 @@ fuzz:
 	    core/upstream_resp.c core/log.c -o $(BUILD)/upstream_resp_fuzz
 	@mkdir -p $(BUILD)/fuzz-resp-corpus
 	$(BUILD)/upstream_resp_fuzz -max_total_time=30 -max_len=4096 $(BUILD)/fuzz-resp-corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Icore $(PKG_CFLAGS) t/fuzz/scan_fuzz.c \
+	    core/find.c core/sse_scan.c core/json_decode.c core/json_scan.c core/lua_json.c \
+	    core/log.c -o $(BUILD)/scan_fuzz $(PKG_LIBS) -lm
+	@mkdir -p $(BUILD)/fuzz-scan-corpus
+	$(BUILD)/scan_fuzz -max_total_time=30 -max_len=4096 $(BUILD)/fuzz-scan-corpus t/fuzz/corpus-scan
 
 clean:
 	rm -rf build
