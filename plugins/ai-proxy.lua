@@ -42,6 +42,7 @@ local type = type
 local pcall = pcall
 local setmetatable = setmetatable
 local ipairs = ipairs
+local pairs = pairs
 local tonumber = tonumber
 local tostring = tostring
 local find = string.find
