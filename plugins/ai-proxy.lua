@@ -239,6 +239,13 @@ end
 _M.materialize = materialize
 
 
+local BUILD_ARGS = {
+    instance = NONE, conf = NONE, provider = NONE, endpoint = NONE, client_protocol = NONE,
+    target_protocol = NONE, converting = NONE, body = NONE, raw = NONE, uri = NONE,
+    query = NONE, method = NONE, client_headers = NONE, state = NONE,
+}
+
+
 -- Whether an instance's options or request_body override name a member left lazy.
 local function touches_lazy(inst, lazy, target)
     local opts = inst.options
@@ -307,23 +314,16 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
         body = materialize(ctx, body)
     end
 
-    local cstate = {}
-    local req, info, errbody = request.build({
-        instance = inst,
-        conf = conf,
-        provider = provider,
-        endpoint = ep,
-        client_protocol = client,
-        target_protocol = target,
-        converting = converting,
-        body = body,
-        raw = raw,
-        uri = ctx.var.uri or pdk.request.get_path(),
-        query = query,
-        method = method,
-        client_headers = client_headers,
-        state = cstate,
-    })
+    -- converter state only when converting; build's arguments in one table reused by every
+    -- request (build neither yields nor keeps it), emptied of the request's data after
+    local cstate = converting and {} or nil
+    local a = BUILD_ARGS
+    a.instance, a.conf, a.provider, a.endpoint = inst, conf, provider, ep
+    a.client_protocol, a.target_protocol, a.converting = client, target, converting
+    a.body, a.raw, a.uri = body, raw, ctx.var.uri or pdk.request.get_path()
+    a.query, a.method, a.client_headers, a.state = query, method, client_headers, cstate
+    local req, info, errbody = request.build(a)
+    a.body, a.raw, a.client_headers, a.state, a.query = nil, nil, nil, nil, nil
     if not req then
         if info ~= 400 then
             pdk.log.error("failed to build request: ", errbody and errbody.error_msg)
@@ -338,7 +338,9 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
         var.llm_model = model
     end
 
-    cstate.model = model
+    if cstate then
+        cstate.model = model
+    end
     local stream_req = var.request_type == "ai_stream"
     var.llm_stream = stream_req and "true" or "false"
     var.llm_tool_count = protocols.tool_count(info.body)

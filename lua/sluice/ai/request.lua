@@ -760,7 +760,7 @@ function _M.build(p)
     local inst, provider = p.instance, p.provider
     local target = p.target_protocol
     local override = type(inst.override) == "table" and inst.override or EMPTY
-    local state = p.state or {}
+    local state = p.state
 
     local ep = p.endpoint
     if not ep and override.endpoint ~= nil then
@@ -829,6 +829,7 @@ function _M.build(p)
         end
 
         local err
+        state = state or {}
         out, err = conv.request(p.body, state)
         if not out then
             return nil, 400, { error_msg = err or "invalid protocol" }
