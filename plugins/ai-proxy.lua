@@ -411,13 +411,23 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
 end
 
 
+-- "ai-proxy-<provider>" (the instance name in logs and metrics), made once per conf.
+local instance_names = setmetatable({}, { __mode = "k" })
+
+
 function _M.access(conf, ctx)
     local body, raw, resp = _M.read_request(conf, ctx)
     if not body then
         return raw, resp
     end
 
-    return _M.proxy_to(conf, conf, ctx, body, raw, "ai-proxy-" .. conf.provider)
+    local name = instance_names[conf]
+    if not name then
+        name = "ai-proxy-" .. conf.provider
+        instance_names[conf] = name
+    end
+
+    return _M.proxy_to(conf, conf, ctx, body, raw, name)
 end
 
 
@@ -425,9 +435,9 @@ end
 -- because the provider's connection broke, or the core's whole-transfer deadline
 -- (max_stream_duration_ms, set in proxy_to) ended it before a chunk came to check, the cut
 -- is recorded with its reason.
-local function body_ended(ctx, st)
+local function body_ended(ctx, st, now)
     st.eof = true
-    st.end_time = fresh_now()
+    st.end_time = now or fresh_now()
     ctx.var.llm_request_done = true
     if not ctx.upstream_error or st.cut then
         return
@@ -519,7 +529,6 @@ function _M.header_filter(conf, ctx)
 
     local status = tonumber(pdk.response.get_upstream_status(ctx)) or 200
     local ct = pdk.response.get_header("Content-Type") or ""
-    local now = fresh_now()
     st.status = status
     st.streaming = find(ct, "text/event-stream", 1, true) ~= nil
     pdk.response.clear_headers(STRIP_HEADERS, STRIP_PREFIXES)
@@ -528,7 +537,7 @@ function _M.header_filter(conf, ctx)
         -- the provider's error, with its body and headers; TTFT = time to the error
         st.mode = "raw"
         st.failed = true
-        ctx.var.llm_time_to_first_token = ms(now - st.start)
+        ctx.var.llm_time_to_first_token = ms(fresh_now() - st.start)
         st.ttft = true
         return
     end
@@ -625,9 +634,11 @@ local function fail_unsent(ctx, st, status, msg, now, reason)
 end
 
 
-local function set_ttft(ctx, st)
+local function set_ttft(ctx, st, now)
     st.ttft = true
-    ctx.var.llm_time_to_first_token = ms(fresh_now() - st.start)
+    now = now or fresh_now()
+    ctx.var.llm_time_to_first_token = ms(now - st.start)
+    return now
 end
 
 
@@ -747,7 +758,7 @@ relay_body_done = function(ctx, st, ok, err, cap)
         ctx.upstream_error = err
     end
 
-    set_ttft(ctx, st)
+    local now = set_ttft(ctx, st)
     local tail = cap.tail
     if tail then
         local u, raw = usage.from_body_string(st.target, tail)
@@ -768,7 +779,7 @@ relay_body_done = function(ctx, st, ok, err, cap)
         end
     end
 
-    body_ended(ctx, st)
+    body_ended(ctx, st, now)
 end
 
 
