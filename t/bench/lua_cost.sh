@@ -21,7 +21,8 @@
 # Knobs: N (2000), WARM (300), PORT_BASE (28000: uses PORT_BASE..PORT_BASE+3), TMPROOT
 # (/tmp/wtlua), JITV=<file> (write LuaJIT's trace log, jit.v, there; JITV_DUMP=<jit.dump
 # flags, e.g. "tbim"> for jit.dump instead), NOVG=1 (no valgrind, no counts: with JITV, to
-# see quickly which traces the request path compiles or aborts), LJLIB=<dir> (a
+# see quickly which traces the request path compiles or aborts), JITOFF=1 (LuaJIT's JIT off:
+# steadier counts of the Lua work, for comparing small changes), LJLIB=<dir> (a
 # libluajit-5.1.so.2 built with symbols, so that callgrind_annotate names LuaJIT's functions). Loopback only; every wait and every load run is bounded; what it starts is
 # killed on exit. The window between zero and dump also contains the worker's timers (config
 # poll 1/s, metrics flush 2/s): a few hundred instructions per request at most.
@@ -158,6 +159,14 @@ if [ -n "${JITV:-}" ]; then
     printf '%s\nreturn { name = "jit-trace", priority = 0, schema = { type = "object" } }\n' \
         "$start" >"$D/plugins/jit-trace.lua"
     PLUGINS="$PLUGINS, \"jit-trace\""
+fi
+if [ -n "${JITOFF:-}" ]; then
+    # the interpreter only: slower, but the counts hardly move between runs (+-0.5k at N=4000),
+    # which makes small changes measurable; the JIT's own choices vary from run to run
+    mkdir -p "$D/plugins"
+    printf 'jit.off()\nreturn { name = "jit-off", priority = 0, schema = { type = "object" } }\n' \
+        >"$D/plugins/jit-off.lua"
+    PLUGINS="$PLUGINS, \"jit-off\""
 fi
 cat >"$D/sluice/sluice.json" <<EOF
 {"listen": ["127.0.0.1:$GW_PORT"], "workers": 1, "log_level": "warn", "admin": false,
