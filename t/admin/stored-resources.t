@@ -93,6 +93,16 @@ subtest 'stream_routes' => sub {
     refused('PATCH', "$A/stream_routes/1", { desc => 'x' }, 405,
             'not supported `PATCH` method for stream route');
     is req('DELETE', "$A/stream_routes/2")->{status}, 200, 'DELETE';
+    is admin_put($sluice, "$A/stream_routes/10",
+                 { protocol => { name => 'redis' }, upstream => $up })->{status}, 201, 'superior';
+    is admin_put($sluice, "$A/stream_routes/11",
+                 { protocol => { name => 'redis', superior_id => '10' }, upstream => $up })
+       ->{status}, 201, 'subordinate';
+    refused('DELETE', "$A/stream_routes/10", undef, 400,
+            'can not delete this stream route directly, stream route [11] is still using it as '
+            . 'superior_id');
+    is req('DELETE', "$A/stream_routes/11")->{status}, 200, 'the subordinate goes';
+    is req('DELETE', "$A/stream_routes/10")->{status}, 200, 'then the superior';
 };
 
 done_testing;

@@ -308,26 +308,36 @@ function delete_checkers.upstreams(id, doc)
 end
 
 
-function delete_checkers.services(id, doc)
-    for _, rid in ipairs(sorted_ids(doc.routes)) do
-        local v = doc.routes[rid].value
-        if type(v) == "table" and v.service_id ~= nil and tostring(v.service_id) == id then
-            return "can not delete this service directly, route [" .. tostring(v.id or rid)
-                   .. "] is still using it now"
+-- The first entry of map, in id order, whose ref(value) is id: its id as shown, or nil.
+local function first_referrer(map, ref, id)
+    for _, rid in ipairs(sorted_ids(map)) do
+        local v = map[rid].value
+        local r = type(v) == "table" and ref(v) or nil
+        if r ~= nil and tostring(r) == id then
+            return tostring(v.id or rid)
         end
     end
 end
 
 
+local function service_id(v) return v.service_id end
+local function plugin_config_id(v) return v.plugin_config_id end
+local function group_id(v) return v.group_id end
+local function superior_id(v) return type(v.protocol) == "table" and v.protocol.superior_id end
+
+
+function delete_checkers.services(id, doc)
+    local r = first_referrer(doc.routes, service_id, id)
+    if r then
+        return "can not delete this service directly, route [" .. r .. "] is still using it now"
+    end
+end
+
+
 function delete_checkers.plugin_configs(id, doc)
-    for _, rid in ipairs(sorted_ids(doc.routes)) do
-        local v = doc.routes[rid].value
-        if type(v) == "table" and v.plugin_config_id ~= nil
-           and tostring(v.plugin_config_id) == id
-        then
-            return "can not delete this plugin config, route [" .. tostring(v.id or rid)
-                   .. "] is still using it now"
-        end
+    local r = first_referrer(doc.routes, plugin_config_id, id)
+    if r then
+        return "can not delete this plugin config, route [" .. r .. "] is still using it now"
     end
 end
 
@@ -352,12 +362,9 @@ end
 
 
 function delete_checkers.consumer_groups(id, doc)
-    for _, name in ipairs(sorted_ids(doc.consumers)) do
-        local v = doc.consumers[name].value
-        if type(v) == "table" and v.group_id ~= nil and tostring(v.group_id) == id then
-            return "can not delete this consumer group, consumer [" .. name
-                   .. "] is still using it now"
-        end
+    local r = first_referrer(doc.consumers, group_id, id)
+    if r then
+        return "can not delete this consumer group, consumer [" .. r .. "] is still using it now"
     end
 end
 
@@ -379,13 +386,10 @@ end
 
 
 function delete_checkers.stream_routes(id, doc)
-    for _, rid in ipairs(sorted_ids(doc.stream_routes)) do
-        local v = doc.stream_routes[rid].value
-        local p = type(v) == "table" and v.protocol
-        if type(p) == "table" and p.superior_id ~= nil and tostring(p.superior_id) == id then
-            return "can not delete this stream route directly, stream route ["
-                   .. tostring(v.id or rid) .. "] is still using it as superior_id"
-        end
+    local r = first_referrer(doc.stream_routes, superior_id, id)
+    if r then
+        return "can not delete this stream route directly, stream route [" .. r
+               .. "] is still using it as superior_id"
     end
 end
 

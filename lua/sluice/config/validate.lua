@@ -506,15 +506,21 @@ function checkers.credentials(value, doc, registry, opts)
 end
 
 
--- apisix/admin/consumer_group.lua: the plugins are checked as a route's.
-function checkers.consumer_groups(value, _, registry)
-    local ok, err = schema.check(schema_def.consumer_group, value)
-    if not ok then
-        return invalid(err)
-    end
+-- A checker for a resource that is a schema plus plugins checked as a route's
+-- (apisix/admin/consumer_group.lua, plugin_config.lua).
+local function schema_and_plugins(def)
+    return function(value, _, registry)
+        local ok, err = schema.check(def, value)
+        if not ok then
+            return invalid(err)
+        end
 
-    return _M.check_plugins(value.plugins, registry)
+        return _M.check_plugins(value.plugins, registry)
+    end
 end
+
+
+checkers.consumer_groups = schema_and_plugins(schema_def.consumer_group)
 
 
 -- apisix/admin/secrets.lua: value.id is "<manager>/<id>"; the manager's own schema.
@@ -588,14 +594,7 @@ function checkers.stream_routes(value, doc, _, opts)
 end
 
 
-function checkers.plugin_configs(value, _, registry)
-    local ok, err = schema.check(schema_def.plugin_config, value)
-    if not ok then
-        return invalid(err)
-    end
-
-    return _M.check_plugins(value.plugins, registry)
-end
+checkers.plugin_configs = schema_and_plugins(schema_def.plugin_config)
 
 
 function checkers.global_rules(value, doc, registry)
