@@ -47,7 +47,6 @@ local tonumber = tonumber
 local tostring = tostring
 local find = string.find
 local sub = string.sub
-local floor = math.floor
 local concat = table.concat
 local decode = cjson.decode
 local decode_body = require("sluice.pdk.json").decode  -- the host's fast decoder, then cjson
@@ -114,14 +113,14 @@ local _M = {
 -- The clock read afresh (pdk.time.now() is cached per event-loop turn, which may have begun
 -- well before this moment): for the start, the first token and the end.
 local function fresh_now()
-    local t = pdk.time
-    return t.update and t.update() or t.now()
+    return pdk.time.update()
 end
 
 
 -- Whole milliseconds; rounded, since now() has ms precision and 0.3 s is 299.99... ms.
 local function ms(seconds)
-    return floor(seconds * 1000 + 0.5)
+    local v = seconds * 1000 + 0.5
+    return v - v % 1                -- floor(v); math.floor here aborted LuaJIT's traces
 end
 
 
@@ -242,22 +241,42 @@ _M.materialize = materialize
 local BUILD_ARGS = {
     instance = NONE, conf = NONE, provider = NONE, endpoint = NONE, client_protocol = NONE,
     target_protocol = NONE, converting = NONE, body = NONE, raw = NONE, uri = NONE,
-    query = NONE, method = NONE, client_headers = NONE, state = NONE,
+    query = NONE, method = NONE, client_headers = NONE, state = NONE, fast = NONE,
 }
 
 
--- Whether an instance's options or request_body override name a member left lazy.
-local function touches_lazy(inst, lazy, target)
+-- Whether an instance's options or request_body override (for the target protocol) name a
+-- member that may be left lazy; once per instance and target, so the request path has no
+-- loop here (a loop inside proxy_to keeps LuaJIT from compiling it as one trace).
+local lazy_touch = setmetatable({}, { __mode = "k" })
+
+local function compute_touch(inst, target)
     local opts = inst.options
     local o = inst.override
     local rb = type(o) == "table" and type(o.request_body) == "table" and o.request_body[target]
-    for k in pairs(lazy) do
+    for k in pairs(request.LAZY_KEYS) do
         if (type(opts) == "table" and opts[k] ~= nil) or (type(rb) == "table" and rb[k] ~= nil) then
             return true
         end
     end
 
     return false
+end
+
+local function touches_lazy(inst, target)
+    local by_target = lazy_touch[inst]
+    if not by_target then
+        by_target = {}
+        lazy_touch[inst] = by_target
+    end
+
+    local t = by_target[target]
+    if t == nil then
+        t = compute_touch(inst, target)
+        by_target[target] = t
+    end
+
+    return t
 end
 
 
@@ -310,7 +329,7 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
     local collect = (type(logging) == "table" and logging.payloads == true)
                     or ctx.llm_collect_response_text == true
     local lazy = ctx._ai_lazy
-    if lazy and (converting or collect or touches_lazy(inst, lazy, target)) then
+    if lazy and (converting or collect or touches_lazy(inst, target)) then
         body = materialize(ctx, body)
     end
 
@@ -322,6 +341,7 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
     a.client_protocol, a.target_protocol, a.converting = client, target, converting
     a.body, a.raw, a.uri = body, raw, ctx.var.uri or pdk.request.get_path()
     a.query, a.method, a.client_headers, a.state = query, method, client_headers, cstate
+    a.fast = not collect            -- info.body is only read for tool_count / end_user_id
     local req, info, errbody = request.build(a)
     a.body, a.raw, a.client_headers, a.state, a.query = nil, nil, nil, nil, nil
     if not req then

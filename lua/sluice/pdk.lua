@@ -43,11 +43,23 @@ for name, level in pairs(LEVELS) do
     end
 end
 
--- pdk.time
+-- pdk.time: the worker's cached clock (now) and a fresh read (update), seconds. In the host
+-- they are FFI calls, which LuaJIT compiles into the trace (a Lua C function would end the
+-- trace and restart one after it); plain LuaJIT (unit tests) gets os.time().
 _M.time = {
     now = function() return has_core and core.now() or os.time() end,
     update = function() return has_core and core.update_time() or os.time() end,
 }
+do
+    local ffi = require("ffi")
+    local ok = pcall(ffi.cdef, "double sl_worker_now(void); double sl_worker_update_time(void);")
+    local C = ffi.C
+    ok = ok and has_core and pcall(function() return C.sl_worker_now, C.sl_worker_update_time end)
+    if ok then
+        _M.time.now = function() return C.sl_worker_now() end
+        _M.time.update = function() return C.sl_worker_update_time() end
+    end
+end
 
 -- pdk.timer
 _M.timer = {

@@ -327,6 +327,63 @@ end
 
 
 ------------------------------------------------------------------------------------------------
+-- the body plan (p.fast): the same bytes as shaping a copy, for every instance and body
+------------------------------------------------------------------------------------------------
+do
+    local M = '"messages":[{"role":"user","content":"hi"}]'
+    local bodies = {
+        '{"model":"gpt-4",' .. M .. '}',
+        '{"model":"gpt-4","stream":true,' .. M .. '}',
+        '{"model":"gpt-4","stream":true,"stream_options":{"include_usage":false},' .. M .. '}',
+        '{"model":"gpt-4","stream":true,"stream_options":{"include_usage":true},' .. M .. '}',
+        '{"model":"gpt-4","stream":true,"stream_options":{"x":1},' .. M .. '}',
+        '{"stream":false,' .. M .. ',"max_tokens":5,"max_completion_tokens":6,"top_p":1}',
+        '{"model":"a","model":"b",' .. M .. ',"temperature":0.1}',
+        '{"mo\\u0064el":"esc",' .. M .. ',"z":null}',
+        '{' .. M .. '}',
+    }
+    local instances = {
+        -- plain options: planned
+        { planned = true, inst = { provider = "openai", options = { model = "gpt-4o-mini" } } },
+        { planned = true, inst = { provider = "openai",
+            options = { model = "m", temperature = 0.25, top_p = 1, seed = 7, logprobs = true },
+            override = { llm_options = { max_tokens = 100 } } } },
+        { planned = true, inst = { provider = "gemini", override = { llm_options = {
+            max_tokens = 64 } } } },
+        { planned = true, inst = { provider = "azure-openai", options = { model = "x" },
+            override = { endpoint = "https://a.openai.azure.com/openai/deployments/d/chat"
+                                    .. "/completions?api-version=2024-02-01" } } },
+        { planned = true, inst = { provider = "deepseek" } },
+        -- not planned: shaped on a copy as before
+        { inst = { provider = "openai", options = { response_format = { type = "json_object" } } } },
+        { inst = { provider = "openai", options = { stream = true } } },
+        { inst = { provider = "openai", options = { user = "u1" } } },
+        { inst = { provider = "openai", options = { model = "m" },
+            override = { request_body = { ["openai-chat"] = { temperature = 0 } } } } },
+    }
+    for i, c in ipairs(instances) do
+        for j, raw in ipairs(bodies) do
+            local slow_r, slow_i = build({ instance = c.inst, raw = raw })
+            local fast_body = decode(raw)
+            local fast_r, fast_i = build({ instance = c.inst, raw = raw, body = fast_body,
+                                           fast = true })
+            local name = "instance " .. i .. ", body " .. j
+            is(fast_r and fast_r.body, slow_r and slow_r.body, name .. ": same bytes")
+            is(fast_r and fast_r.url, slow_r and slow_r.url, name .. ": same url")
+            ok(fast_i and slow_i and fast_i.changed == slow_i.changed, name .. ": same changed")
+            local so = fast_body.stream_options
+            local plannable = c.planned and (so == nil or so.include_usage == true)
+            if plannable then
+                ok(fast_i and fast_i.body == fast_body, name .. ": planned (client table kept)")
+            else
+                ok(fast_i and fast_i.body ~= fast_body, name .. ": shaped on a copy")
+            end
+        end
+    end
+end
+
+
+------------------------------------------------------------------------------------------------
 -- the plugin with a stub pdk
 ------------------------------------------------------------------------------------------------
 local R = {}
@@ -381,7 +438,7 @@ local stub = {
         set = function(_, target) R.target = target end,
         abort = function(_, reason) R.aborted = reason end,
     },
-    time = { now = function() return R.now end },
+    time = { now = function() return R.now end, update = function() return R.now end },
     log = {},
 }
 for _, level in ipairs({ "debug", "info", "notice", "warn", "error" }) do

@@ -355,28 +355,15 @@ do
 end
 
 
-local function splice(raw, out, changed)
+-- splice_texts(raw, texts) -> JSON text | nil: raw with its top-level members replaced by
+-- texts (key -> `"key":value` text, or false: removed; keys raw lacks appended in byte order),
+-- in C when the host has it, else (or for a key with an escape) in Lua.
+local function splice_texts(raw, texts)
     if type(raw) ~= "string" then
         return nil
     end
 
     if c_splice then
-        local texts = {}
-        for k in pairs(changed) do
-            local v = out[k]
-            if v == nil then
-                texts[k] = false
-
-            else
-                local pair = encode_pair(k, v)
-                if not pair then
-                    return nil
-                end
-
-                texts[k] = pair
-            end
-        end
-
         local body = c_splice(raw, texts)
         if body ~= false then
             return body
@@ -391,43 +378,56 @@ local function splice(raw, out, changed)
     local parts, done = {}, {}
     for _, sp in ipairs(spans) do
         local k = sp[1]
-        if changed[k] then
-            if not done[k] then
-                done[k] = true
-                local v = out[k]
-                if v ~= nil then
-                    local pair = encode_pair(k, v)
-                    if not pair then
-                        return nil
-                    end
-
-                    parts[#parts + 1] = pair
-                end
-            end
-
-        else
+        local text = texts[k]
+        if text == nil then
             parts[#parts + 1] = sub(raw, sp[2], sp[3])
+
+        elseif not done[k] then
+            done[k] = true
+            if text then
+                parts[#parts + 1] = text
+            end
         end
     end
 
     local extra = {}
-    for k in pairs(changed) do
-        if not done[k] and out[k] ~= nil then
+    for k, text in pairs(texts) do
+        if text and not done[k] then
             extra[#extra + 1] = k
         end
     end
 
     sort(extra)
     for _, k in ipairs(extra) do
-        local pair = encode_pair(k, out[k])
-        if not pair then
-            return nil
-        end
-
-        parts[#parts + 1] = pair
+        parts[#parts + 1] = texts[k]
     end
 
     return "{" .. concat(parts, ",") .. "}"
+end
+
+
+local function splice(raw, out, changed)
+    if type(raw) ~= "string" then
+        return nil
+    end
+
+    local texts = {}
+    for k in pairs(changed) do
+        local v = out[k]
+        if v == nil then
+            texts[k] = false
+
+        else
+            local pair = encode_pair(k, v)
+            if not pair then
+                return nil
+            end
+
+            texts[k] = pair
+        end
+    end
+
+    return splice_texts(raw, texts)
 end
 _M.splice = splice
 
@@ -701,6 +701,108 @@ local function timeout_of(conf)
 end
 
 
+-- The body changes of an instance whose options are plain values, as splice texts made once
+-- (per instance and target protocol, kept in its static entry): options, the max_tokens
+-- mapping and its clears, remove_model, and stream_options added to a streaming OpenAI chat
+-- request. Only when they touch nothing the request path reads back from the final body
+-- (tools, user, metadata, the stream flags, the conversation) and there is no request_body
+-- patch; otherwise false, and shape() works on a copy of the body as before.
+local PLAN_DENY = {
+    tools = true, user = true, safety_identifier = true, metadata = true, stream = true,
+    stream_options = true, messages = true, input = true, contents = true,
+}
+
+
+local function make_plan(inst, provider, target, override)
+    local rb = override.request_body
+    if type(rb) == "table" and rb[target] ~= nil then
+        return false
+    end
+
+    local texts, n = {}, 0
+    local opts = inst.options
+    if type(opts) == "table" then
+        for k, v in pairs(opts) do
+            local tv = type(v)
+            if type(k) ~= "string" or PLAN_DENY[k] or (tv ~= "string" and tv ~= "number"
+                                                       and tv ~= "boolean") then
+                return false
+            end
+
+            local pair = encode_pair(k, v)
+            if not pair then
+                return false
+            end
+
+            texts[k] = pair
+            n = n + 1
+        end
+    end
+
+    local cap = provider.capabilities and provider.capabilities[target]
+    local lo = override.llm_options
+    if type(lo) == "table" and type(lo.max_tokens) == "number" and cap and cap.max_tokens then
+        local pair = encode_pair(cap.max_tokens, lo.max_tokens)
+        if not pair or PLAN_DENY[cap.max_tokens] then
+            return false
+        end
+
+        texts[cap.max_tokens] = pair
+        n = n + 1
+        for _, f in ipairs(cap.max_tokens_clear or {}) do
+            texts[f] = false
+            n = n + 1
+        end
+    end
+
+    if provider.remove_model then
+        texts.model = false
+        n = n + 1
+    end
+
+    local plan = { texts = texts, n = n, texts_so = false }
+    if target == "openai-chat" then
+        local so = {}
+        for k, v in pairs(texts) do
+            so[k] = v
+        end
+
+        so.stream_options = INCLUDE_USAGE_PAIR
+        plan.texts_so = so
+    end
+
+    return plan
+end
+
+
+-- The provider body by the plan: the splice texts for this request, or nil when the body
+-- needs the general path (a client stream_options without include_usage, a body the splice
+-- cannot scan). Returns texts, body (nil body: the client's bytes go as they are).
+local function plan_body(plan, body, raw)
+    local texts = plan.texts
+    if plan.texts_so and body.stream == true then
+        local so = body.stream_options
+        if type(so) ~= "table" then
+            texts = plan.texts_so
+
+        elseif so.include_usage ~= true then
+            return nil
+        end
+    end
+
+    if plan.n == 0 and texts == plan.texts then
+        return texts, nil
+    end
+
+    local out = splice_texts(raw, texts)
+    if not out then
+        return nil
+    end
+
+    return texts, out
+end
+
+
 local function build_headers(auth, provider, conv, client_headers)
     local h = new_tab(0, 16)
     for _, name in ipairs(DROP_HEADERS) do
@@ -755,6 +857,9 @@ end
 --   p.uri, p.query, p.method   client path, raw query string and method (passthrough)
 --   p.client_headers  lowercased client headers (for prefix drops and defaults), may be nil
 --   p.state           per-request converter state (filled here)
+--   p.fast            the caller reads info.body only for tools / user / metadata: when the
+--                     instance's changes are plain (make_plan), the body is spliced from
+--                     texts made once and info.body is the client's table itself
 -- info = {body = final body table, converter = converter or nil, changed = bool}
 function _M.build(p)
     local inst, provider = p.instance, p.provider
@@ -817,11 +922,30 @@ function _M.build(p)
         end
     end
 
-    -- body
-    local conv, out
-    local changed = {}
+    -- body: by the instance's plan when the caller allows it (p.fast: nothing reads the final
+    -- body table but tool_count / end_user_id, which the plan leaves as the client's)
+    local conv, out, body
+    local changed = EMPTY
     local full = false
-    if p.converting then
+    local planned = false
+    if p.fast and not p.converting and type(p.body) == "table" then
+        local plan = static.plan
+        if plan == nil then
+            plan = make_plan(inst, provider, target, override)
+            static.plan = plan
+        end
+
+        if plan then
+            local texts
+            texts, body = plan_body(plan, p.body, p.raw)
+            if texts then
+                planned = true
+                out = p.body
+            end
+        end
+    end
+
+    if not planned and p.converting then
         conv = convert.get(p.client_protocol, target)
         if not conv then
             return nil, 400, { error_msg = "no converter from " .. tostring(p.client_protocol)
@@ -837,17 +961,19 @@ function _M.build(p)
 
         full = true
 
-    else
+    elseif not planned then
         out = type(p.body) == "table" and shallow_copy(p.body) or {}
     end
 
-    shape(out, changed, p)
+    if not planned then
+        changed = {}
+        shape(out, changed, p)
+    end
 
-    local body
     if full then
         body = encode(out)
 
-    elseif next(changed) ~= nil then
+    elseif not planned and next(changed) ~= nil then
         -- a lazy member must not be encoded (it would go out as {}): the splice keeps its bytes
         body = splice(p.raw, out, changed) or (not has_lazy(out) and encode(out)) or nil
     end
