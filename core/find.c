@@ -2,6 +2,8 @@
  * as the rarest in JSON text, are compared at 32 positions per step (AVX2, when the CPU has
  * it) or sixteen (SSE2), and only positions where both match are compared in full. The rest,
  * or everything where neither exists: memchr on the rarest byte, then a full compare. */
+#define _GNU_SOURCE                 /* memrchr */
+
 #include "find.h"
 
 #include <string.h>
@@ -185,4 +187,32 @@ sl_find(const char *s, size_t len, const char *needle, size_t nlen)
 
     sl_find_pick(needle, nlen, &a, &b);
     return sl_find_at(s, len, needle, nlen, a, b);
+}
+
+
+const char *
+sl_rfind(const char *s, size_t len, const char *needle, size_t nlen)
+{
+    const char  *p;
+    size_t       n;
+
+    if (nlen == 0) {
+        return s + len;
+    }
+
+    if (nlen > len) {
+        return NULL;
+    }
+
+    /* p: the last byte of a candidate; candidates end at s + nlen - 1 .. s + len - 1 */
+    n = len - nlen + 1;
+    while (n > 0 && (p = memrchr(s + nlen - 1, needle[nlen - 1], n)) != NULL) {
+        if (memcmp(p - (nlen - 1), needle, nlen) == 0) {
+            return p - (nlen - 1);
+        }
+
+        n = (size_t) (p - (s + nlen - 1));
+    }
+
+    return NULL;
 }

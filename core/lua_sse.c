@@ -152,6 +152,25 @@ sl_lua_sse_complete(lua_State *L)
 }
 
 
+/* rfind(s, needle) -> position of the last needle in s (1-based), or nil */
+int
+sl_lua_rfind(lua_State *L)
+{
+    size_t       len, nlen;
+    const char  *s = luaL_checklstring(L, 1, &len);
+    const char  *needle = luaL_checklstring(L, 2, &nlen);
+    const char  *p = sl_rfind(s, len, needle, nlen);
+
+    if (p == NULL) {
+        lua_pushnil(L);
+    } else {
+        lua_pushinteger(L, (lua_Integer) (p - s) + 1);
+    }
+
+    return 1;
+}
+
+
 /* find(s, needle [, init]) -> position of the first needle at or after init (1-based), or
  * nil: string.find(s, needle, init, true) with sixteen positions checked per step */
 int

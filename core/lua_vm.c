@@ -302,6 +302,7 @@ luaopen_sluice_core(lua_State *L)
         {"json_decode", sl_lua_json_decode},
         {"json_splice", sl_lua_json_splice},
         {"find", sl_lua_find},
+        {"rfind", sl_lua_rfind},
         {NULL, NULL},
     };
 

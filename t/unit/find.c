@@ -17,7 +17,7 @@ main(void)
     static const char   alphabet[] = "\"usage:{}[]_calsDONE ab";
     char                text[300];
     unsigned            seed = 7;
-    size_t              i, len, n, bad = 0, tried = 0, found = 0;
+    size_t              i, len, n, bad = 0, rbad = 0, tried = 0, found = 0;
 
     /* fixed cases */
     ok(sl_find("data: {\"usage\":null}", 21, "\"usage\"", 7) != NULL, "a plain hit");
@@ -28,6 +28,15 @@ main(void)
     }
     ok(sl_find("abc", 3, "", 0) != NULL, "empty needle");
     ok(sl_find("ab", 2, "abc", 3) == NULL, "needle longer than the text");
+    {
+        const char  *u = "{\"usage\":{\"a\":1},\"x\":{\"usage\":2}}";
+
+        is_int(sl_rfind(u, strlen(u), "\"usage\"", 7) - u, 22, "rfind: the last one");
+        is_int(sl_rfind(u, 8, "\"usage\"", 7) - u, 1, "rfind: the only one");
+        ok(sl_rfind(u, 7, "\"usage\"", 7) == NULL, "rfind: cut short");
+        ok(sl_rfind("aaa", 3, "aaa", 3) != NULL, "rfind: the whole text");
+        ok(sl_rfind("ab", 2, "abc", 3) == NULL, "rfind: needle longer than the text");
+    }
 
     /* random texts from a small alphabet (many partial matches), every needle, every length */
     for (n = 0; n < 4000; n++) {
@@ -52,6 +61,18 @@ main(void)
             size_t       nl = strlen(needles[i]);
             const char  *want = memmem(text, len, needles[i], nl);
             const char  *got = sl_find(text, len, needles[i], nl);
+            const char  *rwant = NULL, *q;
+
+            /* the last occurrence, naively */
+            for (q = want; q != NULL;
+                 q = memmem(q + 1, len - (size_t) (q + 1 - text), needles[i], nl)) {
+                rwant = q;
+            }
+
+            if (sl_rfind(text, len, needles[i], nl) != rwant && rbad++ < 5) {
+                printf("# rfind %s in %.*s: want %ld\n", needles[i], (int) len, text,
+                       rwant ? (long) (rwant - text) : -1L);
+            }
 
             tried++;
             found += want != NULL;
@@ -63,5 +84,6 @@ main(void)
     }
 
     is_int(bad, 0, "as memmem on %zu searches (%zu found)", tried, found);
+    is_int(rbad, 0, "sl_rfind: the last of memmem's matches on the same searches");
     done_testing();
 }

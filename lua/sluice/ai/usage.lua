@@ -39,11 +39,12 @@ local decode = cjson.decode
 -- core.sse_hits(s, key, first) finds a relayed stream's usage events at its ends;
 -- core.find(s, needle) searches sixteen bytes at a time (core/find.c). Plain LuaJIT (unit
 -- tests) does all of it in Lua.
-local json_at, c_hits, c_find
+local json_at, c_hits, c_find, c_rfind
 do
     local ok, core = pcall(require, "sluice.core")
     if ok and type(core) == "table" then
         json_at, c_hits, c_find = core.json_decode, core.sse_hits, core.find
+        c_rfind = core.rfind
     end
 end
 
@@ -342,6 +343,18 @@ local function plausible(protocol, raw)
 end
 
 
+local function last_usage_object(s)
+    local last_brace
+    local p, brace = find_key_object(s, USAGE_KEY, 1)
+    while p do
+        last_brace = brace
+        p, brace = find_key_object(s, USAGE_KEY, brace)
+    end
+
+    return last_brace
+end
+
+
 -- from_body_string(protocol, s) -> usage, raw, decoded_body_or_nil | nil[, nil, nil, err]
 -- (err only when the body is not a JSON object, so the caller can say so; a JSON body without
 -- usage gives a plain nil).
@@ -351,11 +364,19 @@ function _M.from_body_string(protocol, s)
         return nil
     end
 
+    -- the last `"usage"` in the body, found from the end (core.rfind); when that one is not
+    -- a key with an object value, the last one that is, from the start
     local last_brace
-    local p, brace = find_key_object(s, '"usage"', 1)
-    while p do
-        last_brace = brace
-        p, brace = find_key_object(s, '"usage"', brace)
+    local p = c_rfind and c_rfind(s, USAGE_KEY)
+    if p then
+        local q, b = find_key_object(s, USAGE_KEY, p)
+        if q == p then
+            last_brace = b
+        end
+    end
+
+    if not last_brace then
+        last_brace = last_usage_object(s)
     end
 
     if last_brace then
