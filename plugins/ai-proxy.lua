@@ -42,7 +42,6 @@ local type = type
 local pcall = pcall
 local setmetatable = setmetatable
 local ipairs = ipairs
-local pairs = pairs
 local tonumber = tonumber
 local tostring = tostring
 local find = string.find
@@ -252,41 +251,6 @@ local BUILD_ARGS = {
 }
 
 
--- Whether an instance's options or request_body override (for the target protocol) name a
--- member that may be left lazy; once per instance and target, so the request path has no
--- loop here (a loop inside proxy_to keeps LuaJIT from compiling it as one trace).
-local lazy_touch = setmetatable({}, { __mode = "k" })
-
-local function compute_touch(inst, target)
-    local opts = inst.options
-    local o = inst.override
-    local rb = type(o) == "table" and type(o.request_body) == "table" and o.request_body[target]
-    for k in pairs(request.LAZY_KEYS) do
-        if (type(opts) == "table" and opts[k] ~= nil) or (type(rb) == "table" and rb[k] ~= nil) then
-            return true
-        end
-    end
-
-    return false
-end
-
-local function touches_lazy(inst, target)
-    local by_target = lazy_touch[inst]
-    if not by_target then
-        by_target = {}
-        lazy_touch[inst] = by_target
-    end
-
-    local t = by_target[target]
-    if t == nil then
-        t = compute_touch(inst, target)
-        by_target[target] = t
-    end
-
-    return t
-end
-
-
 -- override.endpoint parsed once per instance conf (false: none or unparseable).
 local endpoints = setmetatable({}, { __mode = "k" })
 
@@ -336,7 +300,7 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
     local collect = (type(logging) == "table" and logging.payloads == true)
                     or ctx.llm_collect_response_text == true
     local lazy = ctx._ai_lazy
-    if lazy and (converting or collect or touches_lazy(inst, target)) then
+    if lazy and (converting or collect or request.touches_lazy(inst, target, provider, ep)) then
         body = materialize(ctx, body)
     end
 

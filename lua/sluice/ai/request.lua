@@ -689,6 +689,32 @@ local function static_of(inst, target, provider, ep)
 end
 
 
+-- touches_lazy(inst, target, provider, ep): whether the instance's options or request_body
+-- override (for the target protocol) name a member that may be left lazy; once per instance
+-- and target (kept in its static entry), so the caller's request path has no loop.
+function _M.touches_lazy(inst, target, provider, ep)
+    local s = static_of(inst, target, provider, ep)
+    local t = s.touch
+    if t == nil then
+        t = false
+        local opts = inst.options
+        local o = inst.override
+        local rb = type(o) == "table" and type(o.request_body) == "table"
+                   and o.request_body[target]
+        for k in pairs(LAZY_KEYS) do
+            if (type(opts) == "table" and opts[k] ~= nil)
+               or (type(rb) == "table" and rb[k] ~= nil) then
+                t = true
+            end
+        end
+
+        s.touch = t
+    end
+
+    return t
+end
+
+
 local function timeout_of(conf)
     local t = timeouts[conf]
     if not t then
