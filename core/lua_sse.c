@@ -152,15 +152,10 @@ sl_lua_sse_complete(lua_State *L)
 }
 
 
-/* rfind(s, needle) -> position of the last needle in s (1-based), or nil */
-int
-sl_lua_rfind(lua_State *L)
+/* pushes p's 1-based position in s, or nil for NULL */
+static int
+push_position(lua_State *L, const char *s, const char *p)
 {
-    size_t       len, nlen;
-    const char  *s = luaL_checklstring(L, 1, &len);
-    const char  *needle = luaL_checklstring(L, 2, &nlen);
-    const char  *p = sl_rfind(s, len, needle, nlen);
-
     if (p == NULL) {
         lua_pushnil(L);
     } else {
@@ -168,6 +163,18 @@ sl_lua_rfind(lua_State *L)
     }
 
     return 1;
+}
+
+
+/* rfind(s, needle) -> position of the last needle in s (1-based), or nil */
+int
+sl_lua_rfind(lua_State *L)
+{
+    size_t       len, nlen;
+    const char  *s = luaL_checklstring(L, 1, &len);
+    const char  *needle = luaL_checklstring(L, 2, &nlen);
+
+    return push_position(L, s, sl_rfind(s, len, needle, nlen));
 }
 
 
@@ -192,11 +199,5 @@ sl_lua_find(lua_State *L)
     }
 
     p = sl_find(s + init - 1, len - (size_t) init + 1, needle, nlen);
-    if (p == NULL) {
-        lua_pushnil(L);
-    } else {
-        lua_pushinteger(L, (lua_Integer) (p - s) + 1);
-    }
-
-    return 1;
+    return push_position(L, s, p);
 }

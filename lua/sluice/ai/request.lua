@@ -407,10 +407,6 @@ end
 
 
 local function splice(raw, out, changed)
-    if type(raw) ~= "string" then
-        return nil
-    end
-
     local texts = {}
     for k in pairs(changed) do
         local v = out[k]
@@ -801,9 +797,9 @@ local function make_plan(inst, provider, target, override)
 end
 
 
--- The provider body by the plan: the splice texts for this request, or nil when the body
--- needs the general path (a client stream_options without include_usage, a body the splice
--- cannot scan). Returns texts, body (nil body: the client's bytes go as they are).
+-- The provider body by the plan: true, body (nil body: the client's bytes go as they are), or
+-- nil when the request needs the general path (a client stream_options without
+-- include_usage, a body the splice cannot scan).
 local function plan_body(plan, body, raw)
     local texts = plan.texts
     if plan.texts_so and body.stream == true then
@@ -817,7 +813,7 @@ local function plan_body(plan, body, raw)
     end
 
     if plan.n == 0 and texts == plan.texts then
-        return texts, nil
+        return true, nil
     end
 
     local out = splice_texts(raw, texts)
@@ -825,7 +821,7 @@ local function plan_body(plan, body, raw)
         return nil
     end
 
-    return texts, out
+    return true, out
 end
 
 
@@ -962,12 +958,8 @@ function _M.build(p)
         end
 
         if plan then
-            local texts
-            texts, body = plan_body(plan, p.body, p.raw)
-            if texts then
-                planned = true
-                out = p.body
-            end
+            planned, body = plan_body(plan, p.body, p.raw)
+            out = planned and p.body or nil
         end
     end
 

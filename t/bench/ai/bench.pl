@@ -18,7 +18,8 @@
 # BENCH_WARMUP (2) BENCH_ROUNDS (3) BENCH_WORKERS (1) BENCH_LAT_N (2000 requests, 200 streams)
 # BENCH_LAT_CPU (1: the CPU the latency tool and the gateways share for the c=1 runs)
 # BENCH_PIN (unset; "1" puts the gateways on CPU 1, wrk and the provider on CPU 0)
-# BENCH_SKIP (comma list of: chat, stream, latency). Every process started here is killed at
+# BENCH_FLOOR ("1" adds a gateway running t/bench/plugins/bench-ai-floor.lua to the
+# non-streaming runs) BENCH_SKIP (comma list of: chat, stream, latency). Every process started here is killed at
 # exit; every wrk and latency run is bounded by timeout(1).
 use strict;
 use warnings;
@@ -49,6 +50,7 @@ my %K = (
     lat_n    => $ENV{BENCH_LAT_N}    // 2000,
     lat_cpu  => $ENV{BENCH_LAT_CPU}  // 1,
     pin      => $ENV{BENCH_PIN} // '',
+    floor    => $ENV{BENCH_FLOOR} // '',
 );
 my ($PIN_GW, $PIN_LOAD) = $K{pin} ? (1, 0) : ();
 my %SKIP = map { $_ => 1 } split /,/, ($ENV{BENCH_SKIP} // '');
@@ -340,6 +342,23 @@ my $plain = start_sluice(
 pin($PIN_GW, $plain->pid, $plain->worker_pids);
 my $sp = { name => 'sluice proxy, no plugin', port => $plain->port,
            pids => [ $plain->worker_pids ], lat_port => $lat_port };
+# BENCH_FLOOR=1: a third gateway, the least an AI proxy must do (t/bench/plugins/
+# bench-ai-floor.lua), non-streaming only: where a Lua plugin on this host's helpers starts
+my $fl;
+if ($K{floor}) {
+    my $floor = start_sluice(
+        workers => $K{workers},
+        timeout => 60,
+        routes  => [ { id => 'chat', uri => $CHAT,
+                       plugins => { 'bench-ai-floor' => { url => "$up$CHAT" } } } ],
+        config  => { log_level => 'warn', plugins => ['bench-ai-floor'],
+                     plugin_paths => ["$Bin/../plugins"] },
+    );
+    pin($PIN_GW, $floor->pid, $floor->worker_pids);
+    $fl = { name => 'sluice AI floor plugin', port => $floor->port,
+            pids => [ $floor->worker_pids ], lat_port => $lat_port,
+            gateway => $floor };       # kept: the gateway stops when its object goes
+}
 my $direct = { name => 'direct (no gateway)', port => $provider->{port}, pids => [] };
 
 # correctness first: every target answers the same JSON / the whole stream
@@ -370,7 +389,7 @@ my (%res, %lat);
 if (!$SKIP{chat}) {
     print "\nnon-streaming (POST $CHAT, provider answers " . length(slurp("$Bin/chat.json"))
         . " bytes of JSON):\n";
-    $res{chat} = interleave([ $direct, $ng, $sp, $sl ], $CHAT, $chat_script);
+    $res{chat} = interleave([ $direct, $ng, $sp, ($fl ? $fl : ()), $sl ], $CHAT, $chat_script);
 }
 if (!$SKIP{stream}) {
     print "\nstreaming (POST $STREAM, provider streams $n_events events, "
@@ -468,9 +487,14 @@ sub summary {
                                'p50 ms', 'p99 ms', 'CPU', 'us/req');
         push @out, fmt_row($_, $res->{$_})
             for grep { $res->{$_} } ('direct (no gateway)', 'nginx proxy_pass',
-                                     'sluice proxy, no plugin', 'sluice ai-proxy');
+                                     'sluice proxy, no plugin', 'sluice AI floor plugin',
+                                     'sluice ai-proxy');
         my ($n, $s) = ($res->{'nginx proxy_pass'}, $res->{'sluice ai-proxy'});
         my $ratio = $s->{rps} / $n->{rps};
+        my $fl = $res->{'sluice AI floor plugin'};
+        push @out, sprintf("  ratio AI floor plugin/nginx proxy_pass: %.2fx (no bar: where a Lua "
+                           . "plugin on the host's helpers starts)", $fl->{rps} / $n->{rps})
+            if $fl;
         my $pl = $res->{'sluice proxy, no plugin'};
         push @out, sprintf("  ratio ai-proxy/nginx proxy_pass: %.2fx (bar >= 0.80x%s: %s); "
                            . "CPU per request %.1fx nginx's", $ratio,
