@@ -6,7 +6,7 @@
 
 #include "find.h"
 
-#include <string.h>
+#include "sluice.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -15,13 +15,25 @@
 
 /* rank of a byte in JSON text, most common first: a needle's two highest-ranked bytes are the
  * ones compared first */
+static const char  common[] = "\"e:,ta{}oinsrhldcum_0123456789pfgwybvkxjqz ";
+static unsigned char  ranks[256];
+static int            ranks_ready;
+
+
 static size_t
 rank_of(unsigned char c)
 {
-    static const char  common[] = "\"e:,ta{}oinsrhldcum_0123456789pfgwybvkxjqz ";
-    const char        *p = memchr(common, c, sizeof(common) - 1);
+    size_t  i;
 
-    return p != NULL ? (size_t) (p - common) : sizeof(common);
+    if (!ranks_ready) {
+        memset(ranks, sizeof(common) - 1, sizeof(ranks));
+        for (i = 0; i < sizeof(common) - 1; i++) {
+            ranks[(unsigned char) common[i]] = (unsigned char) i;
+        }
+        ranks_ready = 1;
+    }
+
+    return ranks[c];
 }
 
 
@@ -215,4 +227,28 @@ sl_rfind(const char *s, size_t len, const char *needle, size_t nlen)
     }
 
     return NULL;
+}
+
+
+/* For LuaJIT's FFI (lua/sluice/find.lua): byte offsets, -1 when the needle is absent. */
+SL_FFI ptrdiff_t
+sl_ffi_find(const char *s, size_t len, const char *needle, size_t nlen, size_t from)
+{
+    const char  *p;
+
+    if (from > len) {
+        return -1;
+    }
+
+    p = sl_find(s + from, len - from, needle, nlen);
+    return p != NULL ? p - s : -1;
+}
+
+
+SL_FFI ptrdiff_t
+sl_ffi_rfind(const char *s, size_t len, const char *needle, size_t nlen)
+{
+    const char  *p = sl_rfind(s, len, needle, nlen);
+
+    return p != NULL ? p - s : -1;
 }

@@ -41,6 +41,36 @@ sl_hdr_is(const sl_str_t *name, const char *lower, size_t len)
 }
 
 
+size_t
+sl_hdrs_remove_set(sl_hdrs_t *h, const sl_hdr_set_t *set)
+{
+    const sl_hdr_set_entry_t  *e, *end = set->e + set->n;
+    sl_str_t                  *name;
+    size_t                     i, removed = 0;
+    unsigned char              first;
+
+    for (i = 0; i < h->n; i++) {
+        name = &h->items[i].name;
+        if (name->len == 0) {
+            continue;
+        }
+
+        first = (unsigned char) name->data[0] | 0x20;
+        for (e = set->e; e < end; e++) {
+            if (e->first == first && (e->prefix ? e->len <= name->len : e->len == name->len)
+                && strncasecmp(name->data, e->s, e->len) == 0)
+            {
+                name->len = 0;      /* removed (see headers.h) */
+                removed++;
+                break;
+            }
+        }
+    }
+
+    return removed;
+}
+
+
 void
 sl_hdrs_set(sl_hdrs_t *h, const char *name, size_t nlen, const char *value, size_t vlen)
 {

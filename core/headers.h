@@ -29,6 +29,26 @@ void sl_hdrs_set(sl_hdrs_t *h, const char *name, size_t nlen, const char *value,
 /* First live field of that name (case-insensitive), or NULL. */
 const sl_hdr_t *sl_hdrs_find(const sl_hdrs_t *h, const char *name, size_t nlen);
 
+/* A set of lowercase header names and name prefixes, made once (http.header_set in
+ * lua_http.c) and matched against a list many times: what a response filter removes. */
+#define SL_HDR_SET_MAX  40
+
+typedef struct {
+    const char     *s;
+    unsigned short  len;
+    unsigned char   prefix;         /* matches every name that starts with s */
+    unsigned char   first;          /* s[0] | 0x20, a cheap first test */
+} sl_hdr_set_entry_t;
+
+typedef struct {
+    size_t              n;
+    sl_hdr_set_entry_t  e[SL_HDR_SET_MAX];
+} sl_hdr_set_t;
+
+/* Removes every live field whose name (case-insensitively) is a name of the set or starts
+ * with one of its prefixes; returns how many. */
+size_t sl_hdrs_remove_set(sl_hdrs_t *h, const sl_hdr_set_t *set);
+
 /* Case-insensitive comparison of a header name with a lowercase literal. */
 int sl_hdr_is(const sl_str_t *name, const char *lower, size_t len);
 

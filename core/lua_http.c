@@ -7,8 +7,10 @@
 #include <strings.h>
 
 #include "http_response.h"
+#include "headers.h"
 #include "lua_vm.h"
 #include "worker.h"
+
 
 
 static sl_req_t *
@@ -335,6 +337,30 @@ l_resp_header(lua_State *L)
 }
 
 
+/* The same for the FFI (pdk.response.get_header): the value and its length, NULL when there is
+ * no such header; *vlen = (size_t) -1 outside a request. */
+SL_FFI const char *
+sl_ffi_resp_header(const char *name, size_t nlen, size_t *vlen)
+{
+    sl_req_t        *r = sl_lua_current_req();
+    const sl_hdr_t  *h;
+
+    if (r == NULL) {
+        *vlen = (size_t) -1;
+        return NULL;
+    }
+
+    h = sl_hdrs_find(&r->resp_headers, name, nlen);
+    if (h == NULL) {
+        *vlen = 0;
+        return NULL;
+    }
+
+    *vlen = h->value.len;
+    return h->value.data != NULL ? h->value.data : "";
+}
+
+
 static int
 l_resp_headers(lua_State *L)
 {
@@ -378,72 +404,116 @@ l_set_resp_header(lua_State *L)
 }
 
 
-/* clear_resp_headers(names [, prefixes]): removes every response header whose lowercased
- * name is a key of the table `names` or starts with one of the lowercase strings of the array
- * `prefixes`; one pass over the headers, no table of them built, no string made */
-#define CLEAR_MAX  32
-
-static int
-l_clear_resp_headers(lua_State *L)
+/* A header set (headers.h) from the Lua table `names` (lowercase names as keys, true values)
+ * and the array `prefixes` (lowercase strings) at stack indexes ni and pi (pi may be none).
+ * With buf the strings are copied there (a set that outlives the call); without, they point
+ * into the Lua strings, which the caller's tables keep alive while the set is used. */
+static void
+set_add(lua_State *L, sl_hdr_set_t *set, int idx, int prefix, char *buf, size_t size,
+    size_t *used)
 {
-    sl_req_t    *r = req(L);
-    sl_hdr_t    *h;
-    const char  *names[CLEAR_MAX], *pres[8];
-    size_t       nlens[CLEAR_MAX], plens[8], i, j, nn = 0, np;
-    int          drop;
+    const char  *s;
+    size_t       len;
 
-    luaL_checktype(L, 1, LUA_TTABLE);
-    np = lua_istable(L, 2) ? lua_objlen(L, 2) : 0;
-    if (r->headers_sent) {
-        return 0;
+    s = lua_tolstring(L, idx, &len);
+    if (set->n == SL_HDR_SET_MAX || len == 0 || len > 255) {
+        luaL_error(L, "header set: at most %d names and prefixes of 1 to 255 bytes",
+                   SL_HDR_SET_MAX);
     }
 
-    if (np > 8) {
-        return luaL_error(L, "clear_resp_headers: at most 8 prefixes");
-    }
-
-    /* the strings stay alive in the caller's tables while this runs */
-    for (j = 0; j < np; j++) {
-        lua_rawgeti(L, 2, (int) j + 1);
-        pres[j] = lua_tolstring(L, -1, &plens[j]);
-        lua_pop(L, 1);
-        if (pres[j] == NULL) {
-            return luaL_error(L, "clear_resp_headers: prefixes must be strings");
+    if (buf != NULL) {
+        if (*used + len > size) {
+            luaL_error(L, "header set: names too long");
         }
+        memcpy(buf + *used, s, len);
+        s = buf + *used;
+        *used += len;
+    }
+
+    set->e[set->n].s = s;
+    set->e[set->n].len = (unsigned short) len;
+    set->e[set->n].prefix = (unsigned char) prefix;
+    set->e[set->n].first = (unsigned char) s[0] | 0x20;
+    set->n++;
+}
+
+
+static void
+compile_set(lua_State *L, int ni, int pi, sl_hdr_set_t *set, char *buf, size_t size)
+{
+    size_t  np, j, used = 0;
+
+    luaL_checktype(L, ni, LUA_TTABLE);
+    np = lua_istable(L, pi) ? lua_objlen(L, pi) : 0;
+    set->n = 0;
+    for (j = 1; j <= np; j++) {
+        lua_rawgeti(L, pi, (int) j);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            luaL_error(L, "header set: prefixes must be strings");
+        }
+        set_add(L, set, -1, 1, buf, size, &used);
+        lua_pop(L, 1);
     }
 
     lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
+    while (lua_next(L, ni) != 0) {
+        /* the key is not converted in place (lua_next needs it as it is): only strings */
         if (lua_toboolean(L, -1) && lua_type(L, -2) == LUA_TSTRING) {
-            if (nn == CLEAR_MAX) {
-                return luaL_error(L, "clear_resp_headers: at most %d names", CLEAR_MAX);
-            }
-
-            names[nn] = lua_tolstring(L, -2, &nlens[nn]);
-            nn++;
+            set_add(L, set, -2, 0, buf, size, &used);
         }
-
         lua_pop(L, 1);
     }
+}
 
-    for (i = 0; i < r->resp_headers.n; i++) {
-        h = &r->resp_headers.items[i];
-        if (h->name.len == 0) {
-            continue;
-        }
 
-        drop = 0;
-        for (j = 0; j < nn && !drop; j++) {
-            drop = nlens[j] == h->name.len && strncasecmp(h->name.data, names[j], nlens[j]) == 0;
-        }
+/* header_set(names [, prefixes]) -> a compiled set (userdata) for pdk.response.clear_headers:
+ * made once, matched by sl_ffi_clear_resp_headers without reading a Lua table per call */
+#define SET_BUF  (SL_HDR_SET_MAX * 64)
 
-        for (j = 0; j < np && !drop; j++) {
-            drop = plens[j] <= h->name.len && strncasecmp(h->name.data, pres[j], plens[j]) == 0;
-        }
+static int
+l_header_set(lua_State *L)
+{
+    sl_hdr_set_t  *set = lua_newuserdata(L, sizeof(sl_hdr_set_t) + SET_BUF);
 
-        if (drop) {
-            h->name.len = 0;        /* removed (see headers.h) */
-        }
+    /* userdata never moves (LuaJIT's GC does not compact): the pointers into it stay good */
+    lua_insert(L, 1);
+    compile_set(L, 2, 3, set, (char *) (set + 1), SET_BUF);
+    lua_settop(L, 1);
+    return 1;
+}
+
+
+/* The response filter's fast path, an FFI call (a Lua C function ends a LuaJIT trace):
+ * removes the response headers of a set made by header_set. -1 outside a request. */
+SL_FFI int
+sl_ffi_clear_resp_headers(const void *set)
+{
+    sl_req_t  *r = sl_lua_current_req();
+
+    if (r == NULL || set == NULL) {
+        return -1;
+    }
+
+    if (!r->headers_sent) {
+        sl_hdrs_remove_set(&r->resp_headers, set);
+    }
+
+    return 0;
+}
+
+
+/* clear_resp_headers(names [, prefixes]): removes every response header whose lowercased
+ * name is a key of the table `names` or starts with one of the lowercase strings of the array
+ * `prefixes`; one pass over the headers, no table of them built, no string made */
+static int
+l_clear_resp_headers(lua_State *L)
+{
+    sl_req_t      *r = req(L);
+    sl_hdr_set_t   set;
+
+    compile_set(L, 1, 2, &set, NULL, 0);
+    if (!r->headers_sent) {
+        sl_hdrs_remove_set(&r->resp_headers, &set);
     }
 
     return 0;
@@ -574,6 +644,7 @@ luaopen_sluice_http(lua_State *L)
         {"resp_headers", l_resp_headers},
         {"set_resp_header", l_set_resp_header},
         {"clear_resp_headers", l_clear_resp_headers},
+        {"header_set", l_header_set},
         {"send_headers", l_send_headers},
         {"send_body", l_send_body},
         {"finish", l_finish},

@@ -15,7 +15,6 @@
 
 #include "shm.h"
 
-#define SL_FFI  __attribute__((visibility("default"), used))
 
 typedef struct {
     double       num;       /* number and boolean values, incr result, ttl */

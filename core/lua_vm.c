@@ -2,7 +2,11 @@
  * timer callback runs in a coroutine of its own, entered with lua_resume. A coroutine that
  * waits holds a reference on its request; when it returns (or fails) the request is
  * finished: a handler that never answered gets a JSON 500, one that failed mid-stream has
- * its connection closed. sluice.core (this file) also carries the small utilities Lua
+ * its connection closed. Plugins' phases run unprotected (a pcall frame per call would end
+ * LuaJIT's traces on every request, see plugin.lua): when an http request's coroutine fails,
+ * sluice.init.http_request_failed runs in a new coroutine on the same request, given the
+ * dead one and the error with its traceback, and ends the request as the failed phase
+ * calls for (its 500, the log phase, the access log). sluice.core (this file) also carries the small utilities Lua
  * needs from the host: time, logging, worker identity, the access log. */
 #include "lua_vm.h"
 
@@ -21,6 +25,9 @@ static lua_State  *main_L;
 static sl_co_t    *spare[SPARE_MAX];      /* finished coroutines, ready to run again */
 static size_t      nspare;
 static int         entry_ref[3] = {LUA_NOREF, LUA_NOREF, LUA_NOREF};
+static int         failed_ref = LUA_NOREF;   /* sluice.init.http_request_failed */
+
+static void co_spawn(lua_State *L, int nargs, sl_req_t *req, int recoverable);
 static sl_co_t    *current;
 
 
@@ -72,7 +79,8 @@ co_end(sl_co_t *co, int failed)
     sl_req_t  *r = co->req;
 
     if (r != NULL) {
-        if (!r->resp_done) {
+        /* a recovery coroutine (see resume) that took the request over finishes it */
+        if (!r->resp_done && (r->co == co || r->co == NULL)) {
             if (!r->headers_sent) {
                 sl_resp_send_error(r, 500, "internal server error", failed);
             } else {
@@ -126,8 +134,19 @@ resume(sl_co_t *co, int nargs)
     if (rc != 0) {
         msg = lua_tostring(co->L, -1);
         luaL_traceback(main_L, co->L, msg ? msg : "(error object is not a string)", 0);
-        sl_log_error("lua error: %s", lua_tostring(main_L, -1));
-        lua_pop(main_L, 1);
+        if (co->recoverable && co->req != NULL && failed_ref != LUA_NOREF) {
+            /* http_request_failed(dead thread, message with traceback): it logs, answers and
+             * runs the log phase; the dead thread's stack stays readable meanwhile */
+            lua_rawgeti(main_L, LUA_REGISTRYINDEX, failed_ref);
+            lua_rawgeti(main_L, LUA_REGISTRYINDEX, co->ref);
+            lua_pushvalue(main_L, -3);
+            lua_remove(main_L, -4);
+            co_spawn(main_L, 2, co->req, 0);
+        } else {
+            sl_log_error("lua error: %s", lua_tostring(main_L, -1));
+            lua_pop(main_L, 1);
+        }
+
         co_end(co, 1);
         return;
     }
@@ -151,8 +170,8 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 }
 
 
-void
-sl_co_spawn(lua_State *L, int nargs, sl_req_t *req)
+static void
+co_spawn(lua_State *L, int nargs, sl_req_t *req, int recoverable)
 {
     sl_co_t  *co;
 
@@ -167,6 +186,7 @@ sl_co_spawn(lua_State *L, int nargs, sl_req_t *req)
     }
 
     co->req = req;
+    co->recoverable = recoverable ? 1 : 0;
 
     if (req != NULL) {
         sl_req_retain(req);
@@ -176,6 +196,13 @@ sl_co_spawn(lua_State *L, int nargs, sl_req_t *req)
     /* move fn and args from L to the thread */
     lua_xmove(L, co->L, nargs + 1);
     resume(co, nargs);
+}
+
+
+void
+sl_co_spawn(lua_State *L, int nargs, sl_req_t *req)
+{
+    co_spawn(L, nargs, req, 0);
 }
 
 
@@ -209,7 +236,7 @@ sl_lua_run_request(sl_req_t *r)
     int  kind = r->kind < 0 || r->kind > 2 ? 0 : r->kind;
 
     lua_rawgeti(main_L, LUA_REGISTRYINDEX, entry_ref[kind]);
-    sl_co_spawn(main_L, 0, r);
+    co_spawn(main_L, 0, r, kind == 0);
 }
 
 
@@ -364,6 +391,13 @@ sl_lua_new(const char *home, const char *conf_json, int slot, int workers, unsig
     for (i = 0; i < 3; i++) {
         lua_getfield(L, -1, entries[i]);
         entry_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+
+    lua_getfield(L, -1, "http_request_failed");
+    if (lua_isfunction(L, -1)) {
+        failed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        lua_pop(L, 1);
     }
 
     lua_getfield(L, -1, "init_worker");

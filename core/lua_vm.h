@@ -26,6 +26,7 @@ struct sl_co_s {
     int             wait_kind;
     unsigned        waiting:1;
     unsigned        woken:1;
+    unsigned        recoverable:1;  /* an http request's own coroutine (see resume) */
 };
 
 enum {

@@ -23,6 +23,10 @@ typedef struct {
 
 #define sl_string(s)  { (s), sizeof(s) - 1 }
 #define SL_UNUSED(x)  ((void) (x))
+
+/* A function Lua calls through LuaJIT's FFI (exported by -rdynamic): FFI calls compile into
+ * the calling trace, where a Lua C function ends it. */
+#define SL_FFI  __attribute__((visibility("default"), used))
 #define sl_min(a, b)  ((a) < (b) ? (a) : (b))
 #define sl_max(a, b)  ((a) > (b) ? (a) : (b))
 

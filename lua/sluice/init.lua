@@ -64,16 +64,25 @@ local function exit_body(ctx, code, body)
 end
 
 
-local function finish_log(ctx, list)
-    local status, bytes_sent, request_time, client_gone, _, start, req_len = http.log_info()
-    local info = { status = status, bytes_sent = bytes_sent, request_time = request_time,
-                   client_gone = client_gone, start = start, request_length = req_len }
-    ctx.var.status = status
-    ctx.var.request_time = request_time
-    ctx.log_info = info
+-- after: a log phase that failed in plugin `after` goes on with the plugins after it, each
+-- protected (see http_request_failed)
+local function finish_log(ctx, list, after)
+    local info = ctx.log_info
+    if not info then
+        local status, bytes_sent, request_time, client_gone, _, start, req_len = http.log_info()
+        info = { status = status, bytes_sent = bytes_sent, request_time = request_time,
+                 client_gone = client_gone, start = start, request_length = req_len }
+        ctx.var.status = status
+        ctx.var.request_time = request_time
+        ctx.log_info = info
+    end
 
     if list then
-        run(list, "log", ctx, log_error)
+        if after ~= nil then
+            plugin.run_protected(list, "log", ctx, log_error, after ~= true and after or nil)
+        else
+            run(list, "log", ctx)
+        end
     end
 
     if metrics then
@@ -226,7 +235,7 @@ local function serve(ctx, list, route_up)
     end
 
     if list.has.header_filter then
-        run(list, "header_filter", ctx, log_error)
+        run(list, "header_filter", ctx)
     end
 
     -- No body_filter: the core relays the body. Nor when the only body_filter plugin leaves
@@ -243,10 +252,10 @@ local function serve(ctx, list, route_up)
         set_upstream_vars(ctx)
         local done = relay and (relay.done or ctx.relay_done)
         if done then
-            local pok, e = pcall(done, ctx, ok, perr, cap)
-            if not pok then
-                log_error("relay_done failed: ", e)
-            end
+            -- unprotected, as plugins' phases are (see http_request_failed)
+            ctx._relay_done = relay
+            done(ctx, ok, perr, cap)
+            ctx._relay_done = nil
         end
 
         if not ok then
@@ -274,7 +283,7 @@ local function serve(ctx, list, route_up)
             ctx.upstream_error = rerr
         end
 
-        run(list, "body_filter", ctx, log_error)
+        run(list, "body_filter", ctx)
         local out = ctx.chunk
         if out and out ~= "" then
             http.send_body(out)
@@ -314,18 +323,18 @@ function _M.http_request()
     local info = snap.info[route]
     local list = plan(snap, route, nil)
 
-    local code, body = run(list, "rewrite", ctx, log_error)
+    local code, body = run(list, "rewrite", ctx)
     if not code and ctx.consumer then
         -- the consumer's plugins merge over the route's; those only the consumer has run
         -- their rewrite phase now (APISIX's rewrite_in_consumer)
         ctx.consumer_name = ctx.consumer.username
         list = plan(snap, route, ctx.consumer)
         code, body = run(config.plan_consumer_rewrite(snap, route, ctx.consumer), "rewrite",
-                         ctx, log_error)
+                         ctx)
     end
 
     if not code then
-        code, body = run(list, "access", ctx, log_error)
+        code, body = run(list, "access", ctx)
     end
 
     if code then
@@ -336,6 +345,92 @@ function _M.http_request()
     end
 
     finish_log(ctx, list)
+end
+
+
+local http_request = _M.http_request
+local INTERNAL = { error_msg = "internal server error" }
+
+
+-- ctx and list of the http_request frame of a dead request coroutine
+local function request_locals(co)
+    for level = 0, 200 do
+        local info = debug.getinfo(co, level, "f")
+        if not info then
+            break
+        end
+
+        if info.func == http_request then
+            local ctx, list
+            for i = 1, 30 do
+                local name, v = debug.getlocal(co, level, i)
+                if not name then
+                    break
+                end
+
+                if name == "ctx" then
+                    ctx = v
+                elseif name == "list" then
+                    list = v
+                end
+            end
+
+            return ctx, list
+        end
+    end
+
+    return nil
+end
+
+
+-- The request's coroutine failed: a plugin, or the core, threw. Plugins' phases run without
+-- a pcall each (see plugin.lua's call); the host (core/lua_vm.c) calls this instead, in a new
+-- coroutine on the same request, with the dead coroutine (its stack still readable: the
+-- failed plugin and phase, the request's ctx and plan) and the error with its traceback.
+-- It ends the request as a pcall around the plugin call would have: rewrite or access ->
+-- the JSON 500 (or _meta.error_response), then the log phase; header_filter, body_filter or
+-- the relay's done -> the upstream stopped, a JSON 500 if nothing was sent yet, else the
+-- connection closed (what nginx does when a filter fails), then the log phase; log -> the
+-- log phase goes on with the next plugin. The access log line and the metrics are written
+-- in every case.
+function _M.http_request_failed(co, msg)
+    local p, phase = plugin.failed_call(co)
+    local ctx, list = request_locals(co)
+    local relay = ctx and ctx._relay_done
+    if p then
+        log_error("plugin ", p.name, " failed in ", phase, ": ", msg)
+    elseif relay then
+        log_error("relay_done of ", relay.plugin, " failed: ", msg)
+    else
+        log_error("request failed: ", msg)
+    end
+
+    if not ctx then
+        return                      -- before the request had a ctx: the host answers 500
+    end
+
+    local _, resp_done = http.state()
+    if phase == "log" then
+        finish_log(ctx, list, p)
+        return
+    end
+
+    if resp_done and not p and not relay then
+        return                      -- the core failed after the response: nothing to redo
+    end
+
+    if not resp_done then
+        if relay then
+            http.finish()           -- the body went out whole; only its accounting failed
+        elseif phase == "rewrite" or phase == "access" then
+            respond(500, exit_body(ctx, 500, INTERNAL))
+        else
+            upstream.abort()
+            http.error(500, "internal server error", true)
+        end
+    end
+
+    finish_log(ctx, list, true)
 end
 
 

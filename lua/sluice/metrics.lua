@@ -368,19 +368,34 @@ end
 
 
 -- apisix_llm_active_connections: +1 when an AI request goes to a provider, -1 at log.
--- A gauge must be current, so it goes to the shared dict at once.
-function _M.llm_active(ctx, delta)
-    if not dict then
-        return
-    end
-
-    -- the -1 goes to the series the +1 went to, whatever changed in between; straight to the
-    -- zone, not through the worker's batch: a scrape sees an open request at once
-    local key = delta < 0 and ctx._metrics_active or keys_of(ctx).active
+-- A gauge must be current, so it goes to the shared dict at once, not through the worker's
+-- batch: a scrape sees an open request at once. open and close are separate functions (one
+-- path each, which LuaJIT compiles into its caller's trace; a branch on the sign left the
+-- other side to the interpreter on every request).
+function _M.llm_active_open(ctx)
+    local key = dict and keys_of(ctx).active
     if key then
         ctx._metrics_active = key
-        dict:incr(key, delta, 0)
+        dict:incr(key, 1, 0)
     end
+end
+
+
+-- the -1 goes to the series the +1 went to, whatever changed in between
+function _M.llm_active_close(ctx)
+    local key = dict and ctx._metrics_active
+    if key then
+        dict:incr(key, -1, 0)
+    end
+end
+
+
+function _M.llm_active(ctx, delta)
+    if delta < 0 then
+        return _M.llm_active_close(ctx)
+    end
+
+    return _M.llm_active_open(ctx)
 end
 
 

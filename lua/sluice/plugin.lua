@@ -221,17 +221,16 @@ local function on_error(err)
 end
 
 
--- runs phase over list; returns status, body when a plugin ends the request (rewrite and
--- access), or 500, err when one throws
-local function call(p, fn, phase, ctx, log)
+-- runs one plugin's phase; returns status, body, name when a plugin ends the request (rewrite
+-- and access). Unprotected: a pcall frame here ended LuaJIT's traces in every plugin (a trace
+-- that starts inside a phase function cannot return through it), which left much of each
+-- request to the interpreter. A throw ends the request's coroutine instead, and the host runs
+-- sluice.init.http_request_failed, which reads `p` and `phase` from this frame
+-- (_M.failed_call) to log, answer and finish as the old per-call pcall did.
+local function call(p, fn, phase, ctx)
     current_plugin = p.name
-    local ok, code, body = xpcall(fn, on_error, p.conf, ctx)
+    local code, body = fn(p.conf, ctx)
     current_plugin = nil
-    if not ok then
-        log("plugin ", p.name, " failed in ", phase, ": ", code)
-        return 500, { error_msg = "internal server error" }, p.name
-    end
-
     if code and (phase == "rewrite" or phase == "access") then
         return code, body, p.name
     end
@@ -240,7 +239,7 @@ local function call(p, fn, phase, ctx, log)
 end
 
 
-function _M.run(list, phase, ctx, log)
+function _M.run(list, phase, ctx)
     if not list.has[phase] then
         return nil
     end
@@ -251,7 +250,7 @@ function _M.run(list, phase, ctx, log)
     if one then
         local fn = one.mod[phase]
         if fn then
-            return call(one, fn, phase, ctx, log)
+            return call(one, fn, phase, ctx)
         end
 
         return nil
@@ -261,7 +260,7 @@ function _M.run(list, phase, ctx, log)
         local p = list[i]
         local fn = p.mod[phase]
         if fn then
-            local code, body, name = call(p, fn, phase, ctx, log)
+            local code, body, name = call(p, fn, phase, ctx)
             if code then
                 return code, body, name
             end
@@ -269,6 +268,61 @@ function _M.run(list, phase, ctx, log)
     end
 
     return nil
+end
+
+
+-- The plugin call a dead request coroutine failed in: p, phase (nil when it failed outside
+-- any plugin's phase).
+function _M.failed_call(co)
+    for level = 0, 200 do
+        local info = debug.getinfo(co, level, "f")
+        if not info then
+            break
+        end
+
+        if info.func == call then
+            local p, phase
+            for i = 1, 10 do
+                local name, v = debug.getlocal(co, level, i)
+                if not name then
+                    break
+                end
+
+                if name == "p" then
+                    p = v
+                elseif name == "phase" then
+                    phase = v
+                end
+            end
+
+            return p, phase
+        end
+    end
+
+    return nil
+end
+
+
+-- The phase of the plugins after `after` (all of them when nil), each one protected: for the
+-- rest of a log phase after a plugin failed in it. Failures are logged with log(...).
+function _M.run_protected(list, phase, ctx, log, after)
+    local skipping = after ~= nil
+    for i = 1, #list do
+        local p = list[i]
+        local fn = p.mod[phase]
+        if not skipping and fn then
+            current_plugin = p.name
+            local ok, err = xpcall(fn, on_error, p.conf, ctx)
+            current_plugin = nil
+            if not ok then
+                log("plugin ", p.name, " failed in ", phase, ": ", err)
+            end
+        end
+
+        if p == after then
+            skipping = false
+        end
+    end
 end
 
 

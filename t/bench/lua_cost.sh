@@ -17,7 +17,8 @@
 #   KEEP=1 t/bench/lua_cost.sh plain          # keep the scratch dir (callgrind files)
 #
 # Cases: plain (GET /bench/echo, route with bench-trivial, access log on, metrics on),
-# ai (POST 1 KB chat body, ai-proxy, non-streaming), ai-stream (same, 66-event SSE answer).
+# ai (POST 1 KB chat body, ai-proxy, non-streaming), ai-stream (same, 66-event SSE answer),
+# floor (the ai body through t/bench/plugins/bench-ai-floor.lua: what any AI proxy must do).
 # Knobs: N (2000), WARM (300), PORT_BASE (28000: uses PORT_BASE..PORT_BASE+3), TMPROOT
 # (/tmp/wtlua), JITV=<file> (write LuaJIT's trace log, jit.v, there; JITV_DUMP=<jit.dump
 # flags, e.g. "tbim"> for jit.dump instead), NOVG=1 (no valgrind, no counts: with JITV, to
@@ -141,10 +142,12 @@ cat >"$D/sluice/routes.json" <<EOF
    "upstream": {"type": "roundrobin", "nodes": {"127.0.0.1:$UP_PORT": 1}}},
   {"id": "chat", "uri": "/v1/chat/completions", "plugins": {${AI/ENDPOINT/$UP}}},
   {"id": "stream", "uri": "/stream/v1/chat/completions",
-   "plugins": {${AI/ENDPOINT/$UP/stream/v1/chat/completions}}}
+   "plugins": {${AI/ENDPOINT/$UP/stream/v1/chat/completions}}},
+  {"id": "floor", "uri": "/floor/v1/chat/completions",
+   "plugins": {"bench-ai-floor": {"url": "$UP/v1/chat/completions"}}}
 ]}
 EOF
-PLUGINS='"bench-trivial", "ai-proxy"'
+PLUGINS='"bench-trivial", "ai-proxy", "bench-ai-floor"'
 if [ -n "${JITV:-}" ]; then
     # a plugin no route uses: loading it starts LuaJIT's trace log (jit.v, or jit.dump
     # with JITV_DUMP=<flags>) into $JITV for the worker's whole life
@@ -208,6 +211,7 @@ send() {
         plain) path=/bench/echo ;;
         ai) path=/v1/chat/completions; args=(--data-binary "@$D/body0.json") ;;
         ai-stream) path=/stream/v1/chat/completions; args=(--data-binary "@$D/body1.json") ;;
+        floor) path=/floor/v1/chat/completions; args=(--data-binary "@$D/body0.json") ;;
         *) echo "lua_cost: unknown case $case" >&2; return 2 ;;
     esac
     [ ${#args[@]} -gt 0 ] && args+=(-H "Content-Type: application/json"

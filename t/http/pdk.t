@@ -27,6 +27,8 @@ my @routes = (
     r('/echo/strict', { mode => 'strict_json' }),
     r('/echo/upper', { mode => 'upper' }),
     r('/echo/status', { mode => 'status' }),
+    r('/echo/strip-set', { mode => 'strip_set' }),
+    r('/echo/strip-tables', { mode => 'strip_tables' }),
     r('/pdk/shared', { mode => 'shared' }),
     r('/pdk/http', { mode => 'http', url => $llm->url('/echo/from-plugin') }),
     r('/pdk/http-dead', { mode => 'http', url => 'http://127.0.0.1:' . free_port() . '/x' }),
@@ -101,6 +103,22 @@ subtest 'response.set_status in header_filter' => sub {
     is $res->{status}, 203, 'status changed';
     is $res->{json}{path}, '/echo/status', 'body kept';
 };
+
+for my $form (qw(set tables)) {
+    subtest "response.clear_headers with the $form" => sub {
+        for my $case (['X-Drop-Me: 1', 'x-drop-me', 0], ['X-PRE-Thing: 1', 'x-pre-thing', 0],
+                      ['X-Keep-Me: 1', 'x-keep-me', 1], ['X-Pre: 1', 'x-pre', 1],
+                      ['x-drop-me-not: 1', 'x-drop-me-not', 1]) {
+            my ($header, $name, $kept) = @$case;
+            my $res = http_req($sluice, 'GET', "/echo/strip-$form",
+                               headers => { 'X-Mock-Header' => $header });
+            is $res->{status}, 200, "$header: status";
+            is defined $res->{headers}{$name} ? 1 : 0, $kept,
+               "$header: " . ($kept ? 'kept' : 'removed');
+            is $res->{json}{path}, "/echo/strip-$form", "$header: body kept";
+        }
+    };
+}
 
 subtest 'pdk.http.request from access' => sub {
     $llm->clear;

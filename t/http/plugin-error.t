@@ -21,14 +21,22 @@ my %plugins = (
         function _M.rewrite(conf, ctx)
             if conf.where == "rewrite" then error("boom from rewrite") end
         end
+        local RELAY = { plugin = "test-throw", capture = 1024,
+                        done = function() error("boom from relay done") end }
         function _M.header_filter(conf, ctx)
             if conf.where == "header_filter" then error("boom from header_filter") end
+            if conf.where == "relay" then ctx.relay = RELAY end
         end
         function _M.body_filter(conf, ctx)
             if conf.where == "body_filter" then error("boom from body_filter") end
         end
         function _M.log(conf, ctx)
             if conf.where == "log" then error("boom from log") end
+        end
+    },
+    'test-after' => q{
+        function _M.log(conf, ctx)
+            pdk.log.warn("test-after log ran for ", ctx.var.uri)
         end
     },
     'test-deny' => q{
@@ -42,8 +50,10 @@ my %plugins = (
 );
 for my $name (keys %plugins) {
     open my $fh, '>', "$dir/$name.lua" or die $!;
+    my $priority = $name eq 'test-after' ? 900 : 1000;
     print $fh qq{local pdk = require("sluice.pdk")\n}
-            . qq{local _M = {name = "$name", version = 1, priority = 1000, schema = {type = "object"}}\n}
+            . qq|local _M = {name = "$name", version = 1, priority = $priority, |
+            . qq|schema = {type = "object"}}\n|
             . $plugins{$name} . "\nreturn _M\n";
     close $fh;
 }
@@ -51,14 +61,15 @@ for my $name (keys %plugins) {
 my $up = { type => 'roundrobin', nodes => { $node => 1 } };
 my @routes = map { { id => "throw-$_", uri => "/echo/throw-$_",
                      plugins => { 'test-throw' => { where => $_ } }, upstream => $up } }
-             qw(access index rewrite header_filter body_filter log);
+             qw(access index rewrite header_filter body_filter log relay);
+$_->{plugins}{'test-after'} = {} for @routes;
 push @routes, map { { id => "deny-$_", uri => "/echo/deny-$_",
                       plugins => { 'test-deny' => { mode => $_ } }, upstream => $up } }
               qw(table string bare exit);
 push @routes, { id => 'plain', uri => '/echo/plain', upstream => $up };
 
 my $sluice = start_sluice(routes => \@routes,
-                          config => { plugins => ['test-throw', 'test-deny'],
+                          config => { plugins => ['test-throw', 'test-deny', 'test-after'],
                                       plugin_paths => [$dir] });
 my ($worker) = $sluice->worker_pids;
 
@@ -105,13 +116,33 @@ for my $phase (qw(header_filter body_filter)) {
     };
 }
 
-subtest 'throw in log: the client already has its 200' => sub {
+subtest 'throw in log: the client already has its 200, the next plugin still logs' => sub {
     my $res = http_req($sluice, 'GET', '/echo/throw-log');
     is $res->{status}, 200, 'status 200';
     is $res->{json}{path}, '/echo/throw-log', 'upstream body';
     ok $sluice->wait_error_log(qr/test-throw.*boom from log/s, 3), 'logged';
+    ok $sluice->wait_error_log(qr{test-after log ran for /echo/throw-log}, 3),
+        'the plugin after the failed one ran its log phase';
     still_serving();
 };
+
+subtest 'throw in the relay done callback: the body went out whole, then it is logged' => sub {
+    my $res = http_req($sluice, 'GET', '/echo/throw-relay');
+    is $res->{status}, 200, 'status 200';
+    is $res->{json}{path}, '/echo/throw-relay', 'the whole upstream body';
+    ok $sluice->wait_error_log(qr/relay_done of test-throw failed: .*boom from relay done/s, 3),
+        'logged with the plugin name';
+    ok $sluice->wait_error_log(qr{test-after log ran for /echo/throw-relay}, 3),
+        'the log phase ran';
+    still_serving();
+};
+
+for my $phase (qw(access header_filter)) {
+    subtest "throw in $phase: the log phase still runs" => sub {
+        ok $sluice->wait_error_log(qr{test-after log ran for /echo/throw-$phase}, 3),
+            'the other plugin logged';
+    };
+}
 
 subtest 'return 403, {message = "no"} from access' => sub {
     $llm->clear;
@@ -142,10 +173,13 @@ subtest 'return pdk.response.exit(429, {...})' => sub {
 };
 
 subtest 'access log has the plugin-made statuses' => sub {
-    my $log = $sluice->wait_access_log(14, 3);
+    my $log = $sluice->wait_access_log(16, 3);
     my %st = map { ($_->{uri} // '') => $_->{status} } @$log;
     is $st{'/echo/deny-table'}, 403, '403 logged';
     is $st{'/echo/throw-access'}, 500, '500 logged';
+    is $st{'/echo/throw-rewrite'}, 500, 'a failed rewrite too';
+    ok exists $st{"/echo/throw-$_"}, "a line for the throw in $_"
+        for qw(header_filter body_filter log relay);
 };
 
 done_testing;

@@ -16,6 +16,11 @@ local _M = { name = "test-pdk", version = 1, priority = 1000, schema = schema }
 
 local DICT = "plugin-limit-count"
 
+-- pdk.response.clear_headers with a set made once (mode "strip_set") and with the tables
+-- (mode "strip_tables"): the same names go
+local STRIP_NAMES, STRIP_PREFIXES = { ["x-drop-me"] = true, ["server"] = true }, { "x-pre-" }
+local STRIP_SET = pdk.response.header_set(STRIP_NAMES, STRIP_PREFIXES)
+
 
 local function request_info(ctx)
     local args = pdk.request.get_args(ctx)
@@ -138,6 +143,12 @@ function _M.header_filter(conf, ctx)
 
     if conf.mode == "status" then
         pdk.response.set_status(203)
+    end
+
+    if conf.mode == "strip_set" then
+        pdk.response.clear_headers(STRIP_SET)
+    elseif conf.mode == "strip_tables" then
+        pdk.response.clear_headers(STRIP_NAMES, STRIP_PREFIXES)
     end
 
     pdk.response.set_header("X-Upstream-Status", tostring(pdk.response.get_upstream_status(ctx)))

@@ -418,7 +418,14 @@ local stub = {
     response = {
         get_header = function(name) return R.resp_headers[name:lower()] end,
         set_header = function(name, v) R.resp_headers[name:lower()] = v end,
+        header_set = function(names, prefixes)
+            return { set = true, names = names, prefixes = prefixes }
+        end,
         clear_headers = function(names, prefixes)     -- as core/lua_http.c's
+            if names.set then
+                names, prefixes = names.names, names.prefixes
+            end
+
             for name in pairs(R.resp_headers) do
                 local lname = name:lower()
                 local drop = names[lname]

@@ -37,14 +37,18 @@ local decode = cjson.decode
 -- In a worker: core.json_decode(s, init) decodes the value at init in C (core/json_decode.c)
 -- with no copy of it cut out first, and decodes events' data faster than lua-cjson;
 -- core.sse_hits(s, key, first) finds a relayed stream's usage events at its ends;
--- core.find(s, needle) searches sixteen bytes at a time (core/find.c). Plain LuaJIT (unit
+-- sluice.find searches whole bodies in C (core/find.c) through the FFI. Plain LuaJIT (unit
 -- tests) does all of it in Lua.
 local json_at, c_hits, c_find, c_rfind
 do
     local ok, core = pcall(require, "sluice.core")
     if ok and type(core) == "table" then
-        json_at, c_hits, c_find = core.json_decode, core.sse_hits, core.find
-        c_rfind = core.rfind
+        json_at, c_hits = core.json_decode, core.sse_hits
+    end
+
+    local sfind = require("sluice.find")
+    if sfind.native then
+        c_find, c_rfind = sfind.find, sfind.rfind
     end
 end
 
