@@ -230,17 +230,47 @@ sl_rfind(const char *s, size_t len, const char *needle, size_t nlen)
 }
 
 
-/* For LuaJIT's FFI (lua/sluice/find.lua): byte offsets, -1 when the needle is absent. */
+/* For LuaJIT's FFI (lua/sluice/find.lua): byte offsets, -1 when the needle is absent. Lua's
+ * needles are a few constant strings: their picks are kept by address and length. A freed
+ * needle whose address comes back for another of the same length only gets picks that are
+ * not the rarest: sl_find_at is right with any two positions. */
+#define PICKS  8
+
 SL_FFI ptrdiff_t
 sl_ffi_find(const char *s, size_t len, const char *needle, size_t nlen, size_t from)
 {
-    const char  *p;
+    static struct {
+        const char  *needle;
+        size_t       nlen, a, b;
+    }                    picks[PICKS];
+    static unsigned      next;
+    const char          *p;
+    size_t               a, b;
+    unsigned             i;
 
     if (from > len) {
         return -1;
     }
 
-    p = sl_find(s + from, len - from, needle, nlen);
+    for (i = 0; i < PICKS; i++) {
+        if (picks[i].needle == needle && picks[i].nlen == nlen) {
+            break;
+        }
+    }
+
+    if (i < PICKS) {
+        a = picks[i].a;
+        b = picks[i].b;
+    } else {
+        sl_find_pick(needle, nlen, &a, &b);
+        i = next++ % PICKS;
+        picks[i].needle = needle;
+        picks[i].nlen = nlen;
+        picks[i].a = a;
+        picks[i].b = b;
+    }
+
+    p = sl_find_at(s + from, len - from, needle, nlen, a, b);
     return p != NULL ? p - s : -1;
 }
 

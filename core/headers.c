@@ -1,6 +1,7 @@
 /* headers.c -- header lists: linear scans, since requests carry a few dozen fields at most. */
 #include "headers.h"
 
+#include <string.h>
 #include <strings.h>
 
 
@@ -41,10 +42,38 @@ sl_hdr_is(const sl_str_t *name, const char *lower, size_t len)
 }
 
 
+void
+sl_hdr_set_index(sl_hdr_set_t *set)
+{
+    sl_hdr_set_entry_t  t;
+    size_t              i, j;
+    unsigned            b;
+
+    /* insertion sort by bucket: a few dozen entries, once */
+    for (i = 1; i < set->n; i++) {
+        t = set->e[i];
+        for (j = i; j > 0 && (set->e[j - 1].first & 31) > (t.first & 31); j--) {
+            set->e[j] = set->e[j - 1];
+        }
+        set->e[j] = t;
+    }
+
+    memset(set->lo, 0, sizeof(set->lo));
+    memset(set->hi, 0, sizeof(set->hi));
+    for (i = set->n; i > 0; i--) {
+        b = set->e[i - 1].first & 31;
+        set->lo[b] = (unsigned char) (i - 1);
+        if (set->hi[b] == 0) {
+            set->hi[b] = (unsigned char) i;
+        }
+    }
+}
+
+
 size_t
 sl_hdrs_remove_set(sl_hdrs_t *h, const sl_hdr_set_t *set)
 {
-    const sl_hdr_set_entry_t  *e, *end = set->e + set->n;
+    const sl_hdr_set_entry_t  *e, *end;
     sl_str_t                  *name;
     size_t                     i, removed = 0;
     unsigned char              first;
@@ -56,7 +85,8 @@ sl_hdrs_remove_set(sl_hdrs_t *h, const sl_hdr_set_t *set)
         }
 
         first = (unsigned char) name->data[0] | 0x20;
-        for (e = set->e; e < end; e++) {
+        end = set->e + set->hi[first & 31];
+        for (e = set->e + set->lo[first & 31]; e < end; e++) {
             if (e->first == first && (e->prefix ? e->len <= name->len : e->len == name->len)
                 && strncasecmp(name->data, e->s, e->len) == 0)
             {

@@ -43,7 +43,11 @@ typedef struct {
 typedef struct {
     size_t              n;
     sl_hdr_set_entry_t  e[SL_HDR_SET_MAX];
+    unsigned char       lo[32], hi[32];     /* entries [lo, hi) of first & 31 (sl_hdr_set_index) */
 } sl_hdr_set_t;
+
+/* Orders the entries by first byte and indexes them by it; call once the entries are in. */
+void sl_hdr_set_index(sl_hdr_set_t *set);
 
 /* Removes every live field whose name (case-insensitively) is a name of the set or starts
  * with one of its prefixes; returns how many. */

@@ -463,6 +463,8 @@ compile_set(lua_State *L, int ni, int pi, sl_hdr_set_t *set, char *buf, size_t s
         }
         lua_pop(L, 1);
     }
+
+    sl_hdr_set_index(set);
 }
 
 

@@ -87,6 +87,7 @@ local BODY_USAGE = {
 -- A nil local: naming a key with it in a table constructor reserves the key's slot (see
 -- sluice/ctx.lua) without giving it a value.
 local NONE      -- luacheck: ignore 221 (never set: that is the point)
+local take_state
 
 -- sluice.metrics is loaded on first use: the master loads plugins for schema checks only.
 local metrics
@@ -261,6 +262,35 @@ local BUILD_ARGS = {
 }
 
 
+-- The request state (ctx[NAME]): every field the phases set is named in the constructor, so
+-- the table is made at its final size; finished requests' tables are emptied and reused (a
+-- table of 32 hash slots per request is most of what a request allocated for the GC).
+local state_pool = require("sluice.tablepool").new(256)
+
+take_state = function()
+    local st = state_pool:take()
+    if st then
+        return st
+    end
+
+    return {
+        client = NONE, target = NONE, converter = NONE, cstate = NONE, body = NONE,
+        collect = NONE, start = NONE, bytes = NONE, active = NONE, status = NONE,
+        streaming = NONE, nonstream = NONE, mode = NONE, failed = NONE, ttft = NONE,
+        deadline = NONE, sse = NONE, ss = NONE, acc = NONE, parts = NONE, replace = NONE,
+        replaced = NONE, sent = NONE, cut = NONE, eof = NONE, end_time = NONE, invalid = NONE,
+        final_usage = NONE, final_raw = NONE, tool_call = NONE, text = NONE,
+    }
+end
+
+
+-- the request is over (its log phase ran): nothing reads its state any more
+local function release_state(ctx, st)
+    ctx[NAME] = nil
+    state_pool:put(st)
+end
+
+
 -- override.endpoint parsed once per instance conf (false: none or unparseable).
 local endpoints = setmetatable({}, { __mode = "k" })
 
@@ -369,40 +399,15 @@ function _M.proxy_to(conf, inst, ctx, body, raw, instance_name)
 
     local now = fresh_now()
     ctx.llm_request_start_time = now
-    -- every field the phases set is named here, so the table is made at its final size
-    local st = {
-        client = client,
-        target = target,
-        converter = info.converter,
-        cstate = cstate,
-        body = body,
-        collect = collect,
-        start = now,
-        bytes = 0,
-        active = NONE,
-        status = NONE,
-        streaming = NONE,
-        nonstream = NONE,
-        mode = NONE,
-        failed = NONE,
-        ttft = NONE,
-        deadline = NONE,
-        sse = NONE,
-        ss = NONE,
-        acc = NONE,
-        parts = NONE,
-        replace = NONE,
-        replaced = NONE,
-        sent = NONE,
-        cut = NONE,
-        eof = NONE,
-        end_time = NONE,
-        invalid = NONE,
-        final_usage = NONE,
-        final_raw = NONE,
-        tool_call = NONE,
-        text = NONE,
-    }
+    local st = take_state()
+    st.client = client
+    st.target = target
+    st.converter = info.converter
+    st.cstate = cstate
+    st.body = body
+    st.collect = collect
+    st.start = now
+    st.bytes = 0
     ctx[NAME] = st
 
     pdk.upstream.set(ctx, req)
@@ -1022,6 +1027,7 @@ function _M.log(conf, ctx)
 
     local logging = conf.logging
     if type(logging) ~= "table" then
+        release_state(ctx, st)
         return
     end
 
@@ -1055,6 +1061,8 @@ function _M.log(conf, ctx)
         }
         ctx.llm_response_text = { content = text }
     end
+
+    release_state(ctx, st)
 end
 
 

@@ -314,6 +314,7 @@ function _M.http_request()
     if not route then
         http.respond(404, NOT_FOUND, JSON)
         finish_log(ctx, nil)
+        ctx_mod.release(ctx)
         return
     end
 
@@ -345,6 +346,7 @@ function _M.http_request()
     end
 
     finish_log(ctx, list)
+    ctx_mod.release(ctx)            -- reused by a later request: nothing may keep it
 end
 
 

@@ -28,6 +28,7 @@ my @routes = (
     r('/echo/upper', { mode => 'upper' }),
     r('/echo/status', { mode => 'status' }),
     r('/echo/strip-set', { mode => 'strip_set' }),
+    r('/echo/fresh', { mode => 'fresh' }),
     r('/echo/strip-tables', { mode => 'strip_tables' }),
     r('/pdk/shared', { mode => 'shared' }),
     r('/pdk/http', { mode => 'http', url => $llm->url('/echo/from-plugin') }),
@@ -119,6 +120,18 @@ for my $form (qw(set tables)) {
         }
     };
 }
+
+subtest 'ctx and ctx.var are fresh on every request (they are reused)' => sub {
+    my %seen;
+    for my $id (1 .. 30) {
+        my $res = http_req($sluice, 'GET', "/echo/fresh?id=$id");
+        is $res->{status}, 200, "request $id" if $id == 1;
+        $seen{ $res->{headers}{'x-fresh'} // 'missing' }++;
+        is $res->{headers}{'x-fresh-var'}, $id, "request $id sees its own var"
+            if $id % 10 == 0;
+    }
+    is_deeply \%seen, { clean => 30 }, 'no value of an earlier request in 30 requests';
+};
 
 subtest 'pdk.http.request from access' => sub {
     $llm->clear;

@@ -62,6 +62,33 @@ function MODES.request(conf, ctx)
 end
 
 
+-- ctx and ctx.var are reused by later requests (sluice.ctx): none of a request's values may
+-- show up in the next one
+function MODES.fresh(conf, ctx)
+    local left = {}
+    for _, k in ipairs({ "fresh_marker", "route_leftover" }) do
+        if ctx[k] ~= nil then
+            left[#left + 1] = "ctx." .. k
+        end
+    end
+
+    if rawget(ctx.var, "fresh_var") ~= nil or rawget(ctx.var, "llm_model") ~= nil then
+        left[#left + 1] = "ctx.var"
+    end
+
+    if ctx[_M.name] ~= nil then
+        left[#left + 1] = "ctx[plugin]"
+    end
+
+    ctx.fresh_marker = true
+    ctx.route_leftover = ctx.var.arg_id
+    ctx.var.fresh_var = ctx.var.arg_id
+    ctx.var.llm_model = "m-" .. tostring(ctx.var.arg_id)
+    ctx[_M.name] = { id = ctx.var.arg_id }
+    ctx.fresh_left = #left == 0 and "clean" or table.concat(left, ",")
+end
+
+
 function MODES.strict_json(conf, ctx)
     local json, err = pdk.request.get_json(ctx)
     if not json then
@@ -143,6 +170,11 @@ function _M.header_filter(conf, ctx)
 
     if conf.mode == "status" then
         pdk.response.set_status(203)
+    end
+
+    if conf.mode == "fresh" then
+        pdk.response.set_header("X-Fresh", ctx.fresh_left)
+        pdk.response.set_header("X-Fresh-Var", ctx.var.fresh_var)
     end
 
     if conf.mode == "strip_set" then

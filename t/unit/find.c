@@ -8,6 +8,8 @@
 
 #include "find.h"
 
+ptrdiff_t sl_ffi_find(const char *s, size_t len, const char *needle, size_t nlen, size_t from);
+
 
 int
 main(void)
@@ -81,6 +83,31 @@ main(void)
                        got ? (long) (got - text) : -1L, want ? (long) (want - text) : -1L);
             }
         }
+    }
+
+    /* the FFI entry keeps a needle's picks by address: a buffer reused for another needle of
+     * the same length still finds right (positions by memmem), and from/too-far behave */
+    {
+        char        nbuf[8];
+        const char  *hay = "xx[DONE] \"usage\" _calls zz ab";
+        size_t       hl = strlen(hay), k, fbad = 0;
+        static const char  *same_len[] = { "[DONE]", "_calls", "\"usag", "zz ab\0", "DONE] " };
+
+        for (k = 0; k < 40; k++) {
+            const char  *nd = same_len[k % 5];
+            const char  *w;
+            ptrdiff_t    got;
+
+            memcpy(nbuf, nd, 6);
+            w = memmem(hay, hl, nbuf, 6);
+            got = sl_ffi_find(hay, hl, nbuf, 6, 0);
+            fbad += got != (w ? w - hay : -1);
+        }
+
+        is_int(fbad, 0, "sl_ffi_find: one needle buffer, five needles in turn");
+        is_int(sl_ffi_find(hay, hl, "zz", 2, 20), 24, "sl_ffi_find: from an offset");
+        is_int(sl_ffi_find(hay, hl, "[DONE]", 6, 3), -1, "sl_ffi_find: past the only match");
+        is_int(sl_ffi_find(hay, hl, "x", 1, hl + 1), -1, "sl_ffi_find: from past the end");
     }
 
     is_int(bad, 0, "as memmem on %zu searches (%zu found)", tried, found);
