@@ -88,7 +88,8 @@ test-asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" deps-test \
 	    build/asan/t/unit/http_parse build/asan/t/unit/shm build/asan/t/unit/upstream_resp \
 	    build/asan/t/unit/capture build/asan/t/unit/sse_scan build/asan/t/unit/json_scan \
-	    build/asan/t/unit/json_decode build/asan/t/unit/lua_json build/asan/t/unit/find
+	    build/asan/t/unit/json_decode build/asan/t/unit/lua_json build/asan/t/unit/find \
+	    build/asan/t/unit/fionread
 	SLUICE_BIN=build/asan/sluice SLUICE_START_TIMEOUT=40 \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    perl t/harness.pl -j $(JOBS) $(wildcard build/asan/t/unit/*) $(TEST_DIRS)

@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include "fionread.h"
 #include "http_request.h"
 #include "http_response.h"
 #include "tls.h"
@@ -161,6 +162,7 @@ sl_conn_close(sl_conn_t *c)
         sl_req_release(r);
     }
 
+    sl_fionread_mark(c->fd, 0);
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_del(c->next_ev);
@@ -355,6 +357,7 @@ sl_conn_accept(int fd, const struct sockaddr *sa, int kind, int ssl)
                                                 BEV_OPT_CLOSE_ON_FREE);
     } else {
         c->bev = bufferevent_socket_new(sl_worker->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        sl_fionread_mark(fd, c->bev != NULL);
     }
 
     if (c->bev == NULL) {
