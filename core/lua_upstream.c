@@ -380,6 +380,105 @@ listed_in_connection(const sl_hdr_t *conn, const sl_str_t *name)
 }
 
 
+/* A headers table ({lowercase name = value | false}) made once into a list (header_plan):
+ * proxy() then matches the client's headers against it and adds its values without reading
+ * a Lua table per request. */
+#define PLAN_MAX  64
+
+typedef struct {
+    size_t  n;
+    struct {
+        const char  *name, *value;  /* value NULL: the header is removed */
+        size_t       nlen, vlen;
+    }       e[PLAN_MAX];
+    char    buf[];
+} header_plan_t;
+
+#define PLAN_MT  "sluice.upstream.header_plan"
+
+
+/* header_plan(headers) -> a plan (userdata) for proxy()'s headers argument */
+static int
+l_header_plan(lua_State *L)
+{
+    size_t          need = 0, used = 0, nl, vl, n = 0, k;
+    header_plan_t  *p;
+    const char     *name, *value;
+    char           *dst;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        if (lua_type(L, -2) == LUA_TSTRING
+            && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TBOOLEAN))
+        {
+            lua_tolstring(L, -2, &nl);
+            vl = 0;
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                lua_tolstring(L, -1, &vl);
+            }
+            need += nl + vl;
+            n++;
+        }
+        lua_pop(L, 1);
+    }
+
+    if (n > PLAN_MAX) {
+        return luaL_error(L, "header_plan: at most %d headers", PLAN_MAX);
+    }
+
+    p = lua_newuserdata(L, sizeof(header_plan_t) + need + 1);
+    p->n = 0;
+    dst = p->buf;
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        int  vt = lua_type(L, -1);
+
+        if (lua_type(L, -2) == LUA_TSTRING && (vt == LUA_TSTRING || vt == LUA_TBOOLEAN)) {
+            name = lua_tolstring(L, -2, &nl);
+            for (k = 0; k < nl; k++) {
+                dst[used + k] = (char) ((name[k] >= 'A' && name[k] <= 'Z')
+                                        ? name[k] + 32 : name[k]);
+            }
+            p->e[p->n].name = dst + used;
+            p->e[p->n].nlen = nl;
+            used += nl;
+            p->e[p->n].value = NULL;
+            p->e[p->n].vlen = 0;
+            if (vt == LUA_TSTRING) {
+                value = lua_tolstring(L, -1, &vl);
+                memcpy(dst + used, value, vl);
+                p->e[p->n].value = dst + used;
+                p->e[p->n].vlen = vl;
+                used += vl;
+            }
+            p->n++;
+        }
+        lua_pop(L, 1);
+    }
+
+    luaL_getmetatable(L, PLAN_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+
+/* the plan's entry for a client header name (any case), or -1 */
+static int
+plan_find(const header_plan_t *p, const sl_str_t *name)
+{
+    size_t  i;
+
+    for (i = 0; i < p->n; i++) {
+        if (p->e[i].nlen == name->len && strncasecmp(p->e[i].name, name->data, name->len) == 0) {
+            return (int) i;
+        }
+    }
+
+    return -1;
+}
+
+
 typedef struct {
     sl_str_t  url, addr, host, method, body;
     double    timeout, connect, send, read, keepalive_timeout, max_time;
@@ -462,6 +561,49 @@ read_proxy_opts(lua_State *L, int idx, proxy_opts_t *o)
 }
 
 
+/* The positional form, which reads no table at all: proxy(url, method, headers, body, host,
+ * addr, connect_timeout, send_timeout, read_timeout, ssl_verify, keepalive,
+ * keepalive_timeout, max_time); headers (3) a table, a header_plan or nil. */
+static void
+arg_str(lua_State *L, int idx, sl_str_t *v)
+{
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        v->data = lua_tolstring(L, idx, &v->len);
+    }
+}
+
+
+static double
+arg_num(lua_State *L, int idx, double dflt)
+{
+    return lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : dflt;
+}
+
+
+static void
+read_proxy_args(lua_State *L, proxy_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    arg_str(L, 1, &o->url);
+    arg_str(L, 2, &o->method);
+    o->has_headers = lua_istable(L, 3) || lua_isuserdata(L, 3);
+    if (lua_type(L, 4) == LUA_TSTRING) {
+        arg_str(L, 4, &o->body);
+        o->has_body = 1;
+    }
+    arg_str(L, 5, &o->host);
+    arg_str(L, 6, &o->addr);
+    o->timeout = -1;
+    o->connect = arg_num(L, 7, -1);
+    o->send = arg_num(L, 8, -1);
+    o->read = arg_num(L, 9, -1);
+    o->ssl_verify = lua_isnoneornil(L, 10) || lua_toboolean(L, 10);
+    o->keepalive = lua_isnoneornil(L, 11) || lua_toboolean(L, 11);
+    o->keepalive_timeout = arg_num(L, 12, 0);
+    o->max_time = arg_num(L, 13, 0);
+}
+
+
 static void
 copy_addr(char *dst, size_t size, const sl_str_t *s)
 {
@@ -486,6 +628,7 @@ l_proxy(lua_State *L)
     char             line[8192];
     int              has_body;
     proxy_opts_t     o;
+    header_plan_t   *plan;
 
     if (r == NULL || co == NULL || co->req != r) {
         return luaL_error(L, "proxy() must be called from the request's own coroutine");
@@ -504,8 +647,13 @@ l_proxy(lua_State *L)
         r->up_error = NULL;
     }
 
-    luaL_checktype(L, 1, LUA_TTABLE);
-    read_proxy_opts(L, 1, &o);
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        read_proxy_args(L, &o);
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        read_proxy_opts(L, 1, &o);
+    }
+
     if (o.url.data == NULL) {
         return luaL_error(L, "proxy(): url is required");
     }
@@ -544,11 +692,15 @@ l_proxy(lua_State *L)
 
     /* headers: the client's, as edited, minus what a proxy must not forward */
     conn_hdr = sl_hdrs_find(&r->headers, "connection", 10);
-    if (o.has_headers) {
-        lua_getfield(L, 1, "headers");
-    } else {
+    if (!o.has_headers) {
         lua_pushnil(L);
+    } else if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_pushvalue(L, 3);
+    } else {
+        lua_getfield(L, 1, "headers");
     }
+
+    plan = lua_type(L, -1) == LUA_TUSERDATA ? luaL_checkudata(L, -1, PLAN_MT) : NULL;
 
     for (i = 0; i < r->headers.n; i++) {
         h = &r->headers.items[i];
@@ -556,7 +708,11 @@ l_proxy(lua_State *L)
             continue;
         }
 
-        if (lua_istable(L, -1) && h->name.len < 200) {
+        if (plan != NULL) {
+            if (plan_find(plan, &h->name) >= 0) {
+                continue;       /* overridden or removed below */
+            }
+        } else if (lua_istable(L, -1) && h->name.len < 200) {
             char   lower[200];
             size_t k;
             for (k = 0; k < h->name.len; k++) {
@@ -577,7 +733,14 @@ l_proxy(lua_State *L)
         sl_transfer_add_header(t, h->name.data, h->name.len, h->value.data, h->value.len);
     }
 
-    if (lua_istable(L, -1)) {
+    if (plan != NULL) {
+        for (i = 0; i < plan->n; i++) {
+            if (plan->e[i].value != NULL) {
+                add_lua_header(t, plan->e[i].name, plan->e[i].nlen, plan->e[i].value,
+                               plan->e[i].vlen);
+            }
+        }
+    } else if (lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
@@ -1084,6 +1247,7 @@ luaopen_sluice_upstream(lua_State *L)
 {
     static const luaL_Reg  fns[] = {
         {"proxy", l_proxy},
+        {"header_plan", l_header_plan},
         {"read_body", l_read_body},
         {"pass_body", l_pass_body},
         {"abort", l_abort},
@@ -1093,6 +1257,8 @@ luaopen_sluice_upstream(lua_State *L)
         {NULL, NULL},
     };
 
+    luaL_newmetatable(L, PLAN_MT);
+    lua_pop(L, 1);
     lua_newtable(L);
     luaL_register(L, NULL, fns);
     return 1;

@@ -107,11 +107,6 @@ local function set_upstream_vars(ctx)
 end
 
 
--- C reads the options before it yields (and copies what it keeps): one table serves every
--- request, for each kind of call
-local proxy_opts = {}
-local target_opts = {}
-
 -- a target url's "host:port", by url: a few distinct urls per route (bounded)
 local url_addr, url_addr_n = {}, 0
 
@@ -140,24 +135,12 @@ local function proxy(ctx, route_up)
         local t = target.timeout or EMPTY
         local addr = target.addr or addr_of(target.url)
         ctx.var.upstream_addr = addr
-        local o = target_opts
-        o.url = target.url
-        o.method = target.method
-        o.headers = target.headers
-        o.body = target.body
-        o.host = target.host
-        o.addr = addr
-        o.connect_timeout = t.connect
-        o.send_timeout = t.send
-        o.read_timeout = t.read
-        o.ssl_verify = target.ssl_verify ~= false
-        o.keepalive = target.keepalive ~= false
-        o.keepalive_timeout = target.keepalive_timeout
-        o.max_time = target.max_duration
-        local status, err, code = upstream.proxy(o)
-        o.headers = nil             -- hold no request's data until the next one
-        o.body = nil
-        return status, err, code
+        -- positional: C reads no options table (target.header_plan: the headers made once
+        -- into a list by upstream.header_plan, as ai-proxy does per instance)
+        return upstream.proxy(target.url, target.method, target.header_plan or target.headers,
+                              target.body, target.host, addr, t.connect, t.send, t.read,
+                              target.ssl_verify ~= false, target.keepalive ~= false,
+                              target.keepalive_timeout, target.max_duration)
     end
 
     if not route_up then
@@ -186,15 +169,10 @@ local function proxy(ctx, route_up)
         end
 
         ctx.var.upstream_addr = node.addr
-        local o = proxy_opts
-        o.url = scheme .. "://" .. node.addr .. uri
-        o.addr = node.addr
-        o.host = host
-        o.connect_timeout = timeout.connect
-        o.send_timeout = timeout.send
-        o.read_timeout = timeout.read
-        o.ssl_verify = not (route_up.tls and route_up.tls.verify == false)
-        local status, perr, code = upstream.proxy(o)
+        local status, perr, code = upstream.proxy(
+            scheme .. "://" .. node.addr .. uri, nil, nil, nil, host, node.addr,
+            timeout.connect, timeout.send, timeout.read,
+            not (route_up.tls and route_up.tls.verify == false))
         if status or code ~= 502 then
             return status, perr, code
         end

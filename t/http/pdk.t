@@ -29,6 +29,7 @@ my @routes = (
     r('/echo/status', { mode => 'status' }),
     r('/echo/strip-set', { mode => 'strip_set' }),
     r('/echo/fresh', { mode => 'fresh' }),
+    r('/pdk/plan', { mode => 'plan', url => $llm->url('/echo/planned') }),
     r('/echo/strip-tables', { mode => 'strip_tables' }),
     r('/pdk/shared', { mode => 'shared' }),
     r('/pdk/http', { mode => 'http', url => $llm->url('/echo/from-plugin') }),
@@ -120,6 +121,22 @@ for my $form (qw(set tables)) {
         }
     };
 }
+
+subtest 'pdk.upstream.set with a header plan' => sub {
+    for my $n (1 .. 3) {            # the plan is made once: every request gets it
+        my $res = http_req($sluice, 'GET', '/pdk/plan',
+                           headers => { 'X-Foo' => 'client', 'X-Remove-Me' => 'client',
+                                        'X-Keep' => 'client' });
+        is $res->{status}, 200, "request $n: status";
+        my $h = $res->{json}{headers} || {};
+        is $h->{'x-plan'}, 'yes', "request $n: the plan's header is set";
+        is $h->{'x-foo'}, 'from-plan', "request $n: the client's X-Foo replaced (any case)";
+        ok !exists $h->{'x-remove-me'}, "request $n: a false entry removes the client's";
+        is $h->{'x-keep'}, 'client', "request $n: other client headers pass";
+        is $res->{json}{method}, 'POST', "request $n: the target's method";
+        is $res->{json}{path}, '/echo/planned', "request $n: the target's url";
+    }
+};
 
 subtest 'ctx and ctx.var are fresh on every request (they are reused)' => sub {
     my %seen;

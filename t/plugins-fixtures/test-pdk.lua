@@ -62,6 +62,16 @@ function MODES.request(conf, ctx)
 end
 
 
+-- pdk.upstream.set with headers made once into a plan: set, replaced (any case) and removed
+local PLAN_HEADERS = { ["x-plan"] = "yes", ["X-Foo"] = "from-plan", ["x-remove-me"] = false }
+local PLAN = pdk.upstream.header_plan(PLAN_HEADERS)
+
+function MODES.plan(conf, ctx)
+    pdk.upstream.set(ctx, { url = conf.url, method = "POST", headers = PLAN,
+                            body = '{"via":"plan"}' })
+end
+
+
 -- ctx and ctx.var are reused by later requests (sluice.ctx): none of a request's values may
 -- show up in the next one
 function MODES.fresh(conf, ctx)

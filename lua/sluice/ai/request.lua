@@ -354,6 +354,14 @@ do
     c_splice = ok and type(core) == "table" and core.json_splice or nil
 end
 
+-- sluice.upstream.header_plan in a worker: an instance's static provider headers made once
+-- into the list the host's proxy() takes instead of the table
+local header_plan
+do
+    local ok, up = pcall(require, "sluice.upstream")
+    header_plan = ok and type(up) == "table" and up.header_plan or nil
+end
+
 
 -- splice_texts(raw, texts) -> JSON text | nil: raw with its top-level members replaced by
 -- texts (key -> `"key":value` text, or false: removed; keys raw lacks appended in byte order),
@@ -1010,6 +1018,8 @@ function _M.build(p)
         if not h then
             h = build_headers(auth, provider)
             static.headers = h
+            -- the same headers as a list for the host's proxy() (no table read per request)
+            static.header_plan = header_plan and header_plan(h) or false
         end
     end
 
@@ -1018,6 +1028,7 @@ function _M.build(p)
         url = url,
         method = target == "passthrough" and (p.method or "POST") or "POST",
         headers = h,
+        header_plan = h == static.headers and static.header_plan or nil,
         body = body,
         timeout = timeout_of(conf),
         ssl_verify = conf.ssl_verify ~= false,
