@@ -332,37 +332,6 @@ local http_request = _M.http_request
 local INTERNAL = { error_msg = "internal server error" }
 
 
--- ctx and list of the http_request frame of a dead request coroutine
-local function request_locals(co)
-    for level = 0, 200 do
-        local info = debug.getinfo(co, level, "f")
-        if not info then
-            break
-        end
-
-        if info.func == http_request then
-            local ctx, list
-            for i = 1, 30 do
-                local name, v = debug.getlocal(co, level, i)
-                if not name then
-                    break
-                end
-
-                if name == "ctx" then
-                    ctx = v
-                elseif name == "list" then
-                    list = v
-                end
-            end
-
-            return ctx, list
-        end
-    end
-
-    return nil
-end
-
-
 -- The request's coroutine failed: a plugin, or the core, threw. Plugins' phases run without
 -- a pcall each (see plugin.lua's call); the host (core/lua_vm.c) calls this instead, in a new
 -- coroutine on the same request, with the dead coroutine (its stack still readable: the
@@ -375,7 +344,7 @@ end
 -- in every case.
 function _M.http_request_failed(co, msg)
     local p, phase = plugin.failed_call(co)
-    local ctx, list = request_locals(co)
+    local ctx, list = plugin.frame_locals(co, http_request, "ctx", "list")
     local relay = ctx and ctx._relay_done
     if p then
         log_error("plugin ", p.name, " failed in ", phase, ": ", msg)

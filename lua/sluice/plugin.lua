@@ -271,35 +271,43 @@ function _M.run(list, phase, ctx)
 end
 
 
--- The plugin call a dead request coroutine failed in: p, phase (nil when it failed outside
--- any plugin's phase).
-function _M.failed_call(co)
+-- frame_locals(co, fn, a, b): the values of the locals named a and b in the innermost frame
+-- of fn on the stack of the coroutine co (a dead request coroutine: see
+-- sluice.init.http_request_failed), or nothing when fn is not on it.
+function _M.frame_locals(co, fn, a, b)
     for level = 0, 200 do
         local info = debug.getinfo(co, level, "f")
         if not info then
             break
         end
 
-        if info.func == call then
-            local p, phase
-            for i = 1, 10 do
+        if info.func == fn then
+            local va, vb
+            for i = 1, 50 do
                 local name, v = debug.getlocal(co, level, i)
                 if not name then
                     break
                 end
 
-                if name == "p" then
-                    p = v
-                elseif name == "phase" then
-                    phase = v
+                if name == a then
+                    va = v
+                elseif name == b then
+                    vb = v
                 end
             end
 
-            return p, phase
+            return va, vb
         end
     end
 
     return nil
+end
+
+
+-- The plugin call a dead request coroutine failed in: p, phase (nil when it failed outside
+-- any plugin's phase).
+function _M.failed_call(co)
+    return _M.frame_locals(co, call, "p", "phase")
 end
 
 
