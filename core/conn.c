@@ -167,6 +167,7 @@ sl_conn_close(sl_conn_t *c)
     c->bev = NULL;
     event_del(c->next_ev);
     event_del(c->head_ev);
+    c->head_armed = 0;
     event_base_once(sl_worker->base, -1, EV_TIMEOUT, on_free, c, NULL);
 }
 
@@ -268,6 +269,7 @@ on_head_deadline(evutil_socket_t fd, short what, void *arg)
 {
     sl_conn_t  *c = arg;
 
+    c->head_armed = 0;
     sl_worker_update_time();
     if (c->closed || (c->req != NULL && c->req->state != SL_REQ_HEAD)) {
         return;
@@ -293,18 +295,23 @@ sl_conn_head_deadline(sl_conn_t *c, int on)
     double          t = sl_worker->conf->client_header_timeout;
 
     if (!on) {
-        event_del(c->head_ev);
+        if (c->head_armed) {
+            event_del(c->head_ev);
+            c->head_armed = 0;
+        }
+
         c->head_scanned = 0;
         return;
     }
 
-    if (evtimer_pending(c->head_ev, NULL)) {
+    if (c->head_armed) {
         return;
     }
 
     tv.tv_sec = (long) t;
     tv.tv_usec = (long) ((t - tv.tv_sec) * 1e6);
     evtimer_add(c->head_ev, &tv);
+    c->head_armed = 1;
 }
 
 
@@ -410,7 +417,10 @@ sl_conn_request_done(sl_conn_t *c)
     }
 
     sl_conn_set_timeouts(c, sl_worker->conf->keepalive_timeout);
-    bufferevent_enable(c->bev, EV_READ);
+    if (!(bufferevent_get_enabled(c->bev) & EV_READ)) {
+        /* enabling re-adds the read event (a timer-heap update) even when it is on */
+        bufferevent_enable(c->bev, EV_READ);
+    }
 
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         event_active(c->next_ev, EV_TIMEOUT, 0);

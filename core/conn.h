@@ -28,6 +28,7 @@ typedef struct sl_conn_s {
     unsigned             dirty:1;
     unsigned             closing:1;     /* close once the output is written */
     unsigned             closed:1;      /* bufferevent gone; waiting for the deferred free */
+    unsigned             head_armed:1;  /* head_ev is pending */
 } sl_conn_t;
 
 /* Takes ownership of an accepted socket. */

@@ -229,14 +229,14 @@ sl_http_on_input(sl_conn_t *c)
 
         p = (const char *) evbuffer_pullup(in, len);
 
-        /* the first bytes of a head start its deadline */
-        sl_conn_head_deadline(c, 1);
-
         /* the parser starts over on each call: skip it until a line end arrives, so a
-         * client sending a byte at a time costs linear work, not quadratic */
+         * client sending a byte at a time costs linear work, not quadratic. The first bytes
+         * of a head that is not whole start its deadline (a whole one needs none: the timer
+         * is not touched on the usual path). */
         if (len <= lim.max_head && c->head_scanned < len
             && memchr(p + c->head_scanned, '\n', len - c->head_scanned) == NULL)
         {
+            sl_conn_head_deadline(c, 1);
             c->head_scanned = len;
             return;
         }
@@ -244,6 +244,7 @@ sl_http_on_input(sl_conn_t *c)
         rc = sl_http_parse_head(p, len, &lim, &h, &head_len, &status, &err);
 
         if (rc == SL_AGAIN) {
+            sl_conn_head_deadline(c, 1);
             c->head_scanned = len;
             if (c->nrequests > 0) {
                 sl_conn_set_timeouts(c, conf->client_header_timeout);
@@ -280,7 +281,9 @@ sl_http_on_input(sl_conn_t *c)
                 bufferevent_write(c->bev, cont, sizeof(cont) - 1);
             }
 
-            sl_conn_set_timeouts(c, conf->client_body_timeout);
+            /* the body timeout only for a body still to come (below): one that came with
+             * its head goes straight to the request, whose start sets the timeouts anyway */
+            r->body_timer = 0;
 
         } else {
             start(r);
@@ -295,6 +298,9 @@ sl_http_on_input(sl_conn_t *c)
     rc = read_body(r, in);
     if (rc == SL_OK) {
         start(r);
+    } else if (rc == SL_AGAIN && !r->body_timer && r->state == SL_REQ_BODY) {
+        r->body_timer = 1;
+        sl_conn_set_timeouts(c, conf->client_body_timeout);
     }
 }
 

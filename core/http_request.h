@@ -69,6 +69,7 @@ typedef struct sl_req_s {
     unsigned               head_only:1;
     unsigned               client_gone:1;
     unsigned               filtered:1;      /* body_filter plugins: send chunked */
+    unsigned               body_timer:1;    /* client_body_timeout set for this body */
     unsigned               waiting_drain:1; /* upstream paused until the client drains */
 
     /* times (seconds, wall clock) */

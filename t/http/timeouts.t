@@ -85,6 +85,33 @@ subtest 'head trickled byte by byte is cut off (slowloris)' => sub {
     is scalar @{ $llm->requests }, 0, 'nothing upstream';
 };
 
+subtest 'the next head trickled on a kept-alive connection is cut off too' => sub {
+    # each byte comes well within the 1 s read timeout: only the head's own deadline, started
+    # by its first bytes, ends it
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, "GET /echo/first HTTP/1.1\r\nHost: x\r\n\r\n");
+    is read_resp($c)->{status}, 200, 'first request served';
+    my $t0 = time;
+    my $head = "GET /echo/slow2 HTTP/1.1\r\nHost: x\r\nX-A: " . ('a' x 30) . "\r\n\r\n";
+    my $cut;
+    local $SIG{PIPE} = 'IGNORE';
+    for my $byte (split //, $head) {
+        if (IO::Select->new($c->{sock})->can_read(0)) {
+            $cut = time - $t0;
+            last;
+        }
+        last if !defined syswrite($c->{sock}, $byte);
+        sleep 0.1;
+        last if time - $t0 > 3.5;
+    }
+    $cut //= (wait_close($c, 0.5, time))[0] ? time - $t0 : undef;
+    ok defined $cut, 'the gateway ended it before the head was complete';
+    cmp_ok $cut // 99, '<=', 2.2, 'within about the header timeout';
+    is scalar(grep { ($_->{path} // '') eq '/echo/slow2' } @{ $llm->requests }), 0,
+        'the trickled request went nowhere';
+};
+
 subtest 'idle keep-alive connection closed after keepalive_timeout' => sub {
     my $c = client();
     send_bytes($c, "GET /echo/ka HTTP/1.1\r\nHost: x\r\n\r\n");
