@@ -935,6 +935,35 @@ l_abort(lua_State *L)
 }
 
 
+/* The same numbers for the FFI (init.lua and metrics.lua read them on every request; a Lua C
+ * function ends a LuaJIT trace and its address string would be made each time). 0 without
+ * an upstream. */
+typedef struct {
+    double      status, header_ms, total_ms, connect_ms;
+    const char *addr;
+    int         aborted, result;
+} sl_ffi_up_info_t;
+
+SL_FFI int
+sl_ffi_upstream_info(sl_ffi_up_info_t *out)
+{
+    sl_req_t  *r = sl_lua_current_req();
+
+    if (r == NULL || r->up == NULL) {
+        return 0;
+    }
+
+    out->addr = r->up_addr;
+    out->status = r->up_status;
+    out->header_ms = r->up_header_time > 0 ? (r->up_header_time - r->up_start) * 1000 : -1;
+    out->total_ms = r->up_end > 0 ? (r->up_end - r->up_start) * 1000 : -1;
+    out->connect_ms = r->up->connect_time * 1000;
+    out->aborted = r->up_aborted;
+    out->result = r->up_result;
+    return 1;
+}
+
+
 /* numbers for the access log: addr, status, connect.., header time, response time (ms) */
 static int
 l_info(lua_State *L)

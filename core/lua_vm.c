@@ -6,8 +6,9 @@
  * LuaJIT's traces on every request, see plugin.lua): when an http request's coroutine fails,
  * sluice.init.http_request_failed runs in a new coroutine on the same request, given the
  * dead one and the error with its traceback, and ends the request as the failed phase
- * calls for (its 500, the log phase, the access log). sluice.core (this file) also carries the small utilities Lua
- * needs from the host: time, logging, worker identity, the access log. */
+ * calls for (its 500, the log phase, the access log). sluice.core (this file) also carries
+ * the small utilities Lua needs from the host: time, logging, worker identity, the access
+ * log. */
 #include "lua_vm.h"
 
 #include <event2/event.h>
@@ -328,6 +329,7 @@ luaopen_sluice_core(lua_State *L)
         {"json_top_spans", sl_lua_json_top_spans},
         {"json_decode", sl_lua_json_decode},
         {"json_splice", sl_lua_json_splice},
+        {"json_splice_plan", sl_lua_json_splice_plan},
         {"find", sl_lua_find},
         {"rfind", sl_lua_rfind},
         {NULL, NULL},

@@ -83,6 +83,7 @@ int sl_lua_sse_complete(lua_State *L);
 int sl_lua_json_top_spans(lua_State *L);
 int sl_lua_json_decode(lua_State *L);
 int sl_lua_json_splice(lua_State *L);
+int sl_lua_json_splice_plan(lua_State *L);
 int sl_lua_find(lua_State *L);
 int sl_lua_rfind(lua_State *L);
 

@@ -12,6 +12,7 @@ local config = require("sluice.config")
 local ctx_mod = require("sluice.ctx")
 local balancer = require("sluice.balancer")
 local accesslog = require("sluice.accesslog")
+local upinfo = require("sluice.upinfo")
 local pdk = require("sluice.pdk")
 
 local type = type
@@ -96,10 +97,11 @@ end
 
 
 local function set_upstream_vars(ctx)
-    local addr, status, header_ms, total_ms = upstream.info()
-    if addr then
+    local u = upinfo.read()
+    if u then
         local var = ctx.var
-        var.upstream_addr = var.upstream_addr or addr
+        var.upstream_addr = var.upstream_addr or upinfo.string(u.addr)
+        local status, header_ms, total_ms = u.status, u.header_ms, u.total_ms
         var.upstream_status = status > 0 and status or ""
         var.upstream_header_time = header_ms >= 0 and floor(header_ms + 0.5) or ""
         var.upstream_response_time = total_ms >= 0 and floor(total_ms + 0.5) or ""

@@ -7,15 +7,9 @@
 -- Buckets are stored per bucket and made cumulative when collected.
 local shared = require("sluice.shared")
 
--- the C upstream module gives the transfer time unrounded (ctx.var has whole ms, too coarse
--- for an overhead of tens of microseconds); absent outside a worker (unit tests, the master)
-local upstream
-do
-    local ok, m = pcall(require, "sluice.upstream")
-    if ok and type(m) == "table" and type(m.info) == "function" then
-        upstream = m
-    end
-end
+-- the host gives the transfer time unrounded (ctx.var has whole ms, too coarse for an
+-- overhead of tens of microseconds); nil outside a worker (unit tests, the master)
+local upinfo = require("sluice.upinfo")
 
 local concat = table.concat
 local floor = math.floor
@@ -314,10 +308,10 @@ function _M.record(ctx, info)
     end
 
     local up_exact = up_ms
-    if upstream and up_ms then
-        local _, _, _, total_ms = upstream.info()
-        if type(total_ms) == "number" and total_ms >= 0 then
-            up_exact = total_ms
+    if up_ms then
+        local u = upinfo.read()
+        if u and u.total_ms >= 0 then
+            up_exact = u.total_ms
         end
     end
 

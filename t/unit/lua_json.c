@@ -1,4 +1,6 @@
 /* lua_json.c -- TAP tests for core.json_splice. links: core/json_scan.c core/json_decode.c */
+/* Every case runs twice: with the pairs table, and with the plan json_splice_plan makes of it
+ * (the same output, or the same refusal). */
 /* The members it does not touch keep their bytes, replacements take the first
  * member of their key and drop repeats, removals go, new keys come last in byte order, and
  * what it cannot do it declines (nil: not one object; false: an escaped key, a bad table). */
@@ -10,6 +12,7 @@
 #include "lua_vm.h"
 
 static lua_State  *L;
+static int         with_plan;
 
 
 /* splice(s, pairs given as "k1", "text1"|NULL for false, ..., NULL) -> pushes the result */
@@ -29,6 +32,18 @@ run(const char *s, size_t len, const char *const *kv)
         lua_setfield(L, -2, kv[0]);
     }
 
+    if (with_plan) {
+        /* the table made into a plan: false when the builder declines it */
+        lua_pushcfunction(L, sl_lua_json_splice_plan);
+        lua_insert(L, -2);
+        lua_call(L, 1, 1);
+        if (lua_isboolean(L, -1)) {
+            lua_pop(L, 3);
+            lua_pushboolean(L, 0);
+            return;
+        }
+    }
+
     lua_call(L, 2, 1);
 }
 
@@ -39,26 +54,34 @@ splices(const char *s, const char *const *kv, const char *want, const char *what
     size_t       n;
     const char  *got;
 
-    run(s, strlen(s), kv);
-    got = lua_tolstring(L, -1, &n);
-    if (got == NULL) {
-        ok(0, "%s", what);
-        printf("#   got %s\n", lua_typename(L, lua_type(L, -1)));
-    } else {
-        is_str(got, n, want, "%s", what);
+    for (with_plan = 0; with_plan < 2; with_plan++) {
+        run(s, strlen(s), kv);
+        got = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+        if (got == NULL) {
+            ok(0, "%s%s", what, with_plan ? " (plan)" : "");
+            printf("#   got %s\n", lua_typename(L, lua_type(L, -1)));
+        } else {
+            is_str(got, n, want, "%s%s", what, with_plan ? " (plan)" : "");
+        }
+
+        lua_pop(L, 1);
     }
 
-    lua_pop(L, 1);
+    with_plan = 0;
 }
 
 
 static void
 declines(const char *s, const char *const *kv, int want_nil, const char *what)
 {
-    run(s, strlen(s), kv);
-    ok(want_nil ? lua_isnil(L, -1) : (lua_isboolean(L, -1) && !lua_toboolean(L, -1)), "%s",
-       what);
-    lua_pop(L, 1);
+    for (with_plan = 0; with_plan < 2; with_plan++) {
+        run(s, strlen(s), kv);
+        ok(want_nil ? lua_isnil(L, -1) : (lua_isboolean(L, -1) && !lua_toboolean(L, -1)),
+           "%s%s", what, with_plan ? " (plan)" : "");
+        lua_pop(L, 1);
+    }
+
+    with_plan = 0;
 }
 
 

@@ -348,10 +348,11 @@ end
 -- their values in `out` (removed when nil; new ones appended, sorted), or nil when raw cannot
 -- be scanned. In a worker the host splices in C (core.json_splice) from the `"key":value`
 -- texts; a key with an escape and plain LuaJIT take the Lua below.
-local c_splice
+local c_splice, c_splice_plan
 do
     local ok, core = pcall(require, "sluice.core")
     c_splice = ok and type(core) == "table" and core.json_splice or nil
+    c_splice_plan = c_splice and core.json_splice_plan or nil
 end
 
 -- sluice.upstream.header_plan in a worker: an instance's static provider headers made once
@@ -363,16 +364,17 @@ do
 end
 
 
--- splice_texts(raw, texts) -> JSON text | nil: raw with its top-level members replaced by
--- texts (key -> `"key":value` text, or false: removed; keys raw lacks appended in byte order),
--- in C when the host has it, else (or for a key with an escape) in Lua.
-local function splice_texts(raw, texts)
+-- splice_texts(raw, texts [, c_texts]) -> JSON text | nil: raw with its top-level members
+-- replaced by texts (key -> `"key":value` text, or false: removed; keys raw lacks appended in
+-- byte order), in C when the host has it (c_texts: the same texts as its compiled plan), else
+-- (or for a key with an escape) in Lua.
+local function splice_texts(raw, texts, c_texts)
     if type(raw) ~= "string" then
         return nil
     end
 
     if c_splice then
-        local body = c_splice(raw, texts)
+        local body = c_splice(raw, c_texts or texts)
         if body ~= false then
             return body
         end
@@ -801,6 +803,9 @@ local function make_plan(inst, provider, target, override)
         plan.texts_so = so
     end
 
+    -- in a worker the texts also as the host's compiled splice plan (no table read per call)
+    plan.c_texts = c_splice_plan and c_splice_plan(texts) or false
+    plan.c_texts_so = plan.texts_so and c_splice_plan and c_splice_plan(plan.texts_so) or false
     return plan
 end
 
@@ -824,7 +829,7 @@ local function plan_body(plan, body, raw)
         return true, nil
     end
 
-    local out = splice_texts(raw, texts)
+    local out = splice_texts(raw, texts, texts == plan.texts and plan.c_texts or plan.c_texts_so)
     if not out then
         return nil
     end
