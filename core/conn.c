@@ -178,6 +178,13 @@ sl_conn_set_timeouts(sl_conn_t *c, double read_timeout)
     struct timeval   rtv, wtv;
     double           st = sl_worker->conf->send_timeout;
 
+    if (c->timeouts_set && c->read_timeout == read_timeout) {
+        return;                     /* libevent would re-add the events and their timers */
+    }
+
+    c->timeouts_set = 1;
+    c->read_timeout = read_timeout;
+
     rtv.tv_sec = (long) read_timeout;
     rtv.tv_usec = (long) ((read_timeout - rtv.tv_sec) * 1e6);
     wtv.tv_sec = (long) st;
@@ -250,7 +257,15 @@ on_event(struct bufferevent *bev, short what, void *arg)
             return;
         }
 
-        if (r == NULL && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+        if (r != NULL) {
+            /* being served: the read timeout is the one from before the request (start()
+             * leaves it, which saves re-arming a timer twice per request); reading goes on,
+             * so that a client that leaves is still seen */
+            bufferevent_enable(bev, EV_READ);
+            return;
+        }
+
+        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
             sl_resp_conn_error(c, 408, "request timeout");
             return;
         }

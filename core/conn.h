@@ -24,11 +24,13 @@ typedef struct sl_conn_s {
     struct event        *next_ev;       /* deferred start of the next pipelined request */
     struct event        *head_ev;       /* deadline for the whole request head */
     size_t               head_scanned;  /* head bytes seen without a line end yet */
+    double               read_timeout;  /* as last set by sl_conn_set_timeouts */
     struct sl_conn_s    *next_dirty;    /* on the list of outputs to write this loop turn */
     unsigned             dirty:1;
     unsigned             closing:1;     /* close once the output is written */
     unsigned             closed:1;      /* bufferevent gone; waiting for the deferred free */
     unsigned             head_armed:1;  /* head_ev is pending */
+    unsigned             timeouts_set:1;
 } sl_conn_t;
 
 /* Takes ownership of an accepted socket. */

@@ -132,8 +132,9 @@ start(sl_req_t *r)
         c->closing = 1;
     }
 
-    /* no read timeout while the request is served: the upstream has its own */
-    sl_conn_set_timeouts(c, 0);
+    /* the read timeout stays as it is while the request is served (the upstream has its
+     * own): one that runs out only re-enables reading (conn.c on_event), and not touching
+     * it here saves two timer updates per request */
     sl_lua_run_request(r);
 }
 

@@ -112,6 +112,33 @@ subtest 'the next head trickled on a kept-alive connection is cut off too' => su
         'the trickled request went nowhere';
 };
 
+subtest 'a request served longer than every client timeout is not cut' => sub {
+    # the read timeout from before the request runs out while the upstream takes 2.5 s:
+    # reading goes on, the response arrives whole, and the connection is kept
+    my $c = client();
+    send_bytes($c, "GET /echo/first HTTP/1.1\r\nHost: x\r\n\r\n");
+    is read_resp($c)->{status}, 200, 'first request served';
+    for my $n (1 .. 2) {
+        my $t0 = time;
+        send_bytes($c, "GET /echo/slow-upstream?mock_delay_ms=2500 HTTP/1.1\r\nHost: x\r\n\r\n");
+        my $r = read_resp($c);
+        is $r->{status}, 200, "slow request $n: 200";
+        cmp_ok time - $t0, '>=', 2.4, "slow request $n: it did take the upstream's time";
+    }
+    send_bytes($c, "GET /echo/after HTTP/1.1\r\nHost: x\r\n\r\n");
+    is read_resp($c)->{status}, 200, 'the same connection serves the next request';
+};
+
+subtest 'a client that leaves during a slow request is seen (upstream cancelled)' => sub {
+    $llm->clear;
+    my $c = client();
+    send_bytes($c, "GET /echo/left?mock_delay_ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    sleep 1.5;                      # past the read timeout: reading must still be on
+    close $c->{sock};
+    ok $sluice->wait_error_log(qr/closed the connection, cancelling the upstream transfer/, 3),
+        'the gateway saw the client leave and cancelled the upstream';
+};
+
 subtest 'idle keep-alive connection closed after keepalive_timeout' => sub {
     my $c = client();
     send_bytes($c, "GET /echo/ka HTTP/1.1\r\nHost: x\r\n\r\n");
