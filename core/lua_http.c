@@ -12,7 +12,6 @@
 #include "worker.h"
 
 
-
 static sl_req_t *
 req(lua_State *L)
 {
@@ -404,10 +403,7 @@ l_set_resp_header(lua_State *L)
 }
 
 
-/* A header set (headers.h) from the Lua table `names` (lowercase names as keys, true values)
- * and the array `prefixes` (lowercase strings) at stack indexes ni and pi (pi may be none).
- * With buf the strings are copied there (a set that outlives the call); without, they point
- * into the Lua strings, which the caller's tables keep alive while the set is used. */
+/* one name or prefix (the string at idx) into the set, copied into buf when there is one */
 static void
 set_add(lua_State *L, sl_hdr_set_t *set, int idx, int prefix, char *buf, size_t size,
     size_t *used)
@@ -438,6 +434,10 @@ set_add(lua_State *L, sl_hdr_set_t *set, int idx, int prefix, char *buf, size_t 
 }
 
 
+/* A header set (headers.h) from the Lua table `names` (lowercase names as keys, true values)
+ * and the array `prefixes` (lowercase strings) at stack indexes ni and pi (pi may be none).
+ * With buf the strings are copied there (a set that outlives the call); without, they point
+ * into the Lua strings, which the caller's tables keep alive while the set is used. */
 static void
 compile_set(lua_State *L, int ni, int pi, sl_hdr_set_t *set, char *buf, size_t size)
 {

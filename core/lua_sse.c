@@ -1,12 +1,10 @@
 /* lua_sse.c -- core.sse_complete(s) and core.sse_hits(s, key [, first]) for
- * lua/sluice/ai/sse.lua and usage.lua, and core.find(s, needle [, init]) (find.c): the
- * scan of a relayed stream for its usage-carrying events (sse_scan.c), with the events parsed
- * as sse.lua's parse_event does: fields "name: value" (one optional space), comment lines
- * (":") skipped, data lines joined with "\n", a trailing CR dropped, event "message" when
- * unnamed or empty. */
+ * lua/sluice/ai/sse.lua and usage.lua: the scan of a relayed stream for its usage-carrying
+ * events (sse_scan.c), with the events parsed as sse.lua's parse_event does: fields
+ * "name: value" (one optional space), comment lines (":") skipped, data lines joined with
+ * "\n", a trailing CR dropped, event "message" when unnamed or empty. */
 #include "lua_vm.h"
 #include "sse_scan.h"
-#include "find.h"
 
 typedef struct {
     lua_State   *L;
@@ -149,55 +147,4 @@ sl_lua_sse_complete(lua_State *L)
 
     lua_pushinteger(L, (lua_Integer) sl_sse_complete(s, len));
     return 1;
-}
-
-
-/* pushes p's 1-based position in s, or nil for NULL */
-static int
-push_position(lua_State *L, const char *s, const char *p)
-{
-    if (p == NULL) {
-        lua_pushnil(L);
-    } else {
-        lua_pushinteger(L, (lua_Integer) (p - s) + 1);
-    }
-
-    return 1;
-}
-
-
-/* rfind(s, needle) -> position of the last needle in s (1-based), or nil */
-int
-sl_lua_rfind(lua_State *L)
-{
-    size_t       len, nlen;
-    const char  *s = luaL_checklstring(L, 1, &len);
-    const char  *needle = luaL_checklstring(L, 2, &nlen);
-
-    return push_position(L, s, sl_rfind(s, len, needle, nlen));
-}
-
-
-/* find(s, needle [, init]) -> position of the first needle at or after init (1-based), or
- * nil: string.find(s, needle, init, true) with sixteen positions checked per step */
-int
-sl_lua_find(lua_State *L)
-{
-    size_t       len, nlen;
-    const char  *s = luaL_checklstring(L, 1, &len);
-    const char  *needle = luaL_checklstring(L, 2, &nlen);
-    lua_Integer  init = luaL_optinteger(L, 3, 1);
-    const char  *p;
-
-    if (init < 1) {
-        init = 1;
-    }
-
-    if ((size_t) init > len + 1) {
-        lua_pushnil(L);
-        return 1;
-    }
-
-    p = sl_find(s + init - 1, len - (size_t) init + 1, needle, nlen);
-    return push_position(L, s, p);
 }

@@ -935,9 +935,10 @@ l_abort(lua_State *L)
 }
 
 
-/* The same numbers for the FFI (init.lua and metrics.lua read them on every request; a Lua C
- * function ends a LuaJIT trace and its address string would be made each time). 0 without
- * an upstream. */
+/* The upstream's numbers for the access log and the metrics, through the FFI
+ * (lua/sluice/upinfo.lua: read on every request; a Lua C function would end the LuaJIT trace
+ * and make the address string each time): times in ms, -1 when not known yet. 0 without an
+ * upstream. */
 typedef struct {
     double      status, header_ms, total_ms, connect_ms;
     const char *addr;
@@ -961,29 +962,6 @@ sl_ffi_upstream_info(sl_ffi_up_info_t *out)
     out->aborted = r->up_aborted;
     out->result = r->up_result;
     return 1;
-}
-
-
-/* numbers for the access log: addr, status, connect.., header time, response time (ms) */
-static int
-l_info(lua_State *L)
-{
-    sl_req_t  *r = sl_lua_current_req();
-    double     ct;
-
-    if (r == NULL || r->up == NULL) {
-        return 0;
-    }
-
-    ct = r->up->connect_time;
-    lua_pushstring(L, r->up_addr);
-    lua_pushinteger(L, r->up_status);
-    lua_pushnumber(L, r->up_header_time > 0 ? (r->up_header_time - r->up_start) * 1000 : -1);
-    lua_pushnumber(L, r->up_end > 0 ? (r->up_end - r->up_start) * 1000 : -1);
-    lua_pushnumber(L, ct * 1000);
-    lua_pushboolean(L, r->up_aborted);
-    lua_pushinteger(L, r->up_result);
-    return 7;
 }
 
 
@@ -1280,7 +1258,6 @@ luaopen_sluice_upstream(lua_State *L)
         {"read_body", l_read_body},
         {"pass_body", l_pass_body},
         {"abort", l_abort},
-        {"info", l_info},
         {"request", l_request},
         {"request_multi", l_request_multi},
         {NULL, NULL},

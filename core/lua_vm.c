@@ -27,9 +27,9 @@ static sl_co_t    *spare[SPARE_MAX];      /* finished coroutines, ready to run a
 static size_t      nspare;
 static int         entry_ref[3] = {LUA_NOREF, LUA_NOREF, LUA_NOREF};
 static int         failed_ref = LUA_NOREF;   /* sluice.init.http_request_failed */
+static sl_co_t    *current;
 
 static void co_spawn(lua_State *L, int nargs, sl_req_t *req, int recoverable);
-static sl_co_t    *current;
 
 
 sl_req_t *
@@ -330,8 +330,6 @@ luaopen_sluice_core(lua_State *L)
         {"json_decode", sl_lua_json_decode},
         {"json_splice", sl_lua_json_splice},
         {"json_splice_plan", sl_lua_json_splice_plan},
-        {"find", sl_lua_find},
-        {"rfind", sl_lua_rfind},
         {NULL, NULL},
     };
 

@@ -84,7 +84,5 @@ int sl_lua_json_top_spans(lua_State *L);
 int sl_lua_json_decode(lua_State *L);
 int sl_lua_json_splice(lua_State *L);
 int sl_lua_json_splice_plan(lua_State *L);
-int sl_lua_find(lua_State *L);
-int sl_lua_rfind(lua_State *L);
 
 #endif

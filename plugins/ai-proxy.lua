@@ -87,7 +87,6 @@ local BODY_USAGE = {
 -- A nil local: naming a key with it in a table constructor reserves the key's slot (see
 -- sluice/ctx.lua) without giving it a value.
 local NONE      -- luacheck: ignore 221 (never set: that is the point)
-local take_state
 
 -- sluice.metrics is loaded on first use: the master loads plugins for schema checks only.
 local metrics
@@ -267,7 +266,7 @@ local BUILD_ARGS = {
 -- table of 32 hash slots per request is most of what a request allocated for the GC).
 local state_pool = require("sluice.tablepool").new(256)
 
-take_state = function()
+local function take_state()
     local st = state_pool:take()
     if st then
         return st

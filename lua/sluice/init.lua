@@ -230,19 +230,20 @@ local function serve(ctx, list, route_up)
         http.send_headers()
         local ok, perr, cap = upstream.pass_body(relay or nil)
         set_upstream_vars(ctx)
-        local done = relay and (relay.done or ctx.relay_done)
-        if done then
-            -- unprotected, as plugins' phases are (see http_request_failed)
-            ctx._relay_done = relay
-            done(ctx, ok, perr, cap)
-            ctx._relay_done = nil
-        end
-
         if not ok then
             -- cut short by the upstream: close instead of ending the body cleanly, so the
             -- client can tell (what nginx does)
             ctx.var.error_reason = perr
             http.error(502, perr, true)
+        end
+
+        local done = relay and (relay.done or ctx.relay_done)
+        if done then
+            -- unprotected, as plugins' phases are (see http_request_failed, which finishes
+            -- a whole body when done throws; a cut one was ended just above)
+            ctx._relay_done = relay
+            done(ctx, ok, perr, cap)
+            ctx._relay_done = nil
         end
 
         return

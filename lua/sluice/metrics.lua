@@ -384,15 +384,6 @@ function _M.llm_active_close(ctx)
 end
 
 
-function _M.llm_active(ctx, delta)
-    if delta < 0 then
-        return _M.llm_active_close(ctx)
-    end
-
-    return _M.llm_active_open(ctx)
-end
-
-
 local function escape(v)
     if find(v, '[\\"\n]') then
         v = gsub(v, "\\", "\\\\")

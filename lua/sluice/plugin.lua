@@ -305,8 +305,10 @@ end
 
 
 -- The plugin call a dead request coroutine failed in: p, phase (nil when it failed outside
--- any plugin's phase).
+-- any plugin's phase). The throw skipped call()'s reset of the running plugin's name (which
+-- pdk.log puts before messages): it is reset here.
 function _M.failed_call(co)
+    current_plugin = nil
     return _M.frame_locals(co, call, "p", "phase")
 end
 

@@ -35,6 +35,20 @@ sub wait_close {
     return (undef, $c->{buf});
 }
 
+# Sends $head a byte every 0.1 s until the server answers or closes, or $max s after $t0;
+# returns the seconds from $t0 to when the server ended it, undef when it did not.
+sub trickle {
+    my ($c, $head, $t0, $max) = @_;
+    local $SIG{PIPE} = 'IGNORE';
+    for my $byte (split //, $head) {
+        return time - $t0 if IO::Select->new($c->{sock})->can_read(0);
+        last if !defined syswrite($c->{sock}, $byte);
+        sleep 0.1;
+        last if time - $t0 > $max;
+    }
+    return (wait_close($c, 0.5, time))[0] ? time - $t0 : undef;
+}
+
 sub ended_with_408_or_close {
     my ($got) = @_;
     return 1 if $got eq '';
@@ -68,18 +82,7 @@ subtest 'head trickled byte by byte is cut off (slowloris)' => sub {
     my $c = client();
     my $t0 = time;
     my $head = "GET /echo/slow HTTP/1.1\r\nHost: x\r\nX-A: " . ('a' x 20) . "\r\n\r\n";
-    my $cut;
-    local $SIG{PIPE} = 'IGNORE';
-    for my $byte (split //, $head) {
-        if (IO::Select->new($c->{sock})->can_read(0)) {
-            $cut = time - $t0;
-            last;
-        }
-        last if !defined syswrite($c->{sock}, $byte);
-        sleep 0.1;
-        last if time - $t0 > 2.6;
-    }
-    $cut //= (wait_close($c, 0.5, time))[0] ? time - $t0 : undef;
+    my $cut = trickle($c, $head, $t0, 2.6);
     ok defined $cut, 'the gateway ended it before the head was complete';
     cmp_ok $cut // 99, '<=', 2.2, 'within about the header timeout';
     is scalar @{ $llm->requests }, 0, 'nothing upstream';
@@ -94,18 +97,7 @@ subtest 'the next head trickled on a kept-alive connection is cut off too' => su
     is read_resp($c)->{status}, 200, 'first request served';
     my $t0 = time;
     my $head = "GET /echo/slow2 HTTP/1.1\r\nHost: x\r\nX-A: " . ('a' x 30) . "\r\n\r\n";
-    my $cut;
-    local $SIG{PIPE} = 'IGNORE';
-    for my $byte (split //, $head) {
-        if (IO::Select->new($c->{sock})->can_read(0)) {
-            $cut = time - $t0;
-            last;
-        }
-        last if !defined syswrite($c->{sock}, $byte);
-        sleep 0.1;
-        last if time - $t0 > 3.5;
-    }
-    $cut //= (wait_close($c, 0.5, time))[0] ? time - $t0 : undef;
+    my $cut = trickle($c, $head, $t0, 3.5);
     ok defined $cut, 'the gateway ended it before the head was complete';
     cmp_ok $cut // 99, '<=', 2.2, 'within about the header timeout';
     is scalar(grep { ($_->{path} // '') eq '/echo/slow2' } @{ $llm->requests }), 0,

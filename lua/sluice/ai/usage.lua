@@ -368,8 +368,8 @@ function _M.from_body_string(protocol, s)
         return nil
     end
 
-    -- the last `"usage"` in the body, found from the end (core.rfind); when that one is not
-    -- a key with an object value, the last one that is, from the start
+    -- the last `"usage"` in the body, found from the end (sluice.find's rfind); when that one
+    -- is not a key with an object value, the last one that is, from the start
     local last_brace
     local p = c_rfind and c_rfind(s, USAGE_KEY)
     if p then
